@@ -1,0 +1,1 @@
+"""gRPC servicers: validate, translate protobuf to domain values, call the store."""

@@ -1,0 +1,81 @@
+"""The one place where service errors become gRPC statuses."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, cast
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from webhook_service.domain import errors
+
+log = logging.getLogger(__name__)
+
+_CODES: dict[type[errors.ServiceError], int] = {
+    errors.InvalidArgument: code_pb2.INVALID_ARGUMENT,
+    errors.NotFound: code_pb2.NOT_FOUND,
+    errors.AlreadyExists: code_pb2.ALREADY_EXISTS,
+    errors.FailedPrecondition: code_pb2.FAILED_PRECONDITION,
+    errors.PermissionDenied: code_pb2.PERMISSION_DENIED,
+    errors.Unauthenticated: code_pb2.UNAUTHENTICATED,
+    errors.ResourceExhausted: code_pb2.RESOURCE_EXHAUSTED,
+    errors.Unavailable: code_pb2.UNAVAILABLE,
+    errors.Unimplemented: code_pb2.UNIMPLEMENTED,
+}
+
+
+def to_status(error: errors.ServiceError) -> grpc.Status:
+    status = status_pb2.Status(code=_CODES[type(error)], message=str(error))
+    if isinstance(error, errors.InvalidArgument):
+        detail = any_pb2.Any()
+        detail.Pack(
+            error_details_pb2.BadRequest(
+                field_violations=[
+                    error_details_pb2.BadRequest.FieldViolation(field=error.field, description=error.description)
+                ]
+            )
+        )
+        status.details.append(detail)
+    converted: grpc.Status = rpc_status.to_status(status)
+    return converted
+
+
+Handler = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]
+
+
+class ErrorInterceptor(grpc.aio.ServerInterceptor):
+    """Turns ServiceError into its status, and anything unexpected into a bare
+    INTERNAL whose details reveal nothing (the log has the traceback)."""
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        handler = await continuation(handler_call_details)
+        if handler is None or handler.unary_unary is None:
+            return handler
+        inner = cast(Handler, handler.unary_unary)
+        method = handler_call_details.method
+
+        async def guarded(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            try:
+                return await inner(request, context)
+            except errors.ServiceError as error:
+                status = to_status(error)
+                await context.abort(status.code, status.details, status.trailing_metadata)
+            except grpc.aio.AbortError:
+                raise
+            except Exception:
+                log.exception("%s failed unexpectedly", method)
+                await context.abort(grpc.StatusCode.INTERNAL, "internal error")
+
+        return grpc.unary_unary_rpc_method_handler(
+            guarded,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )

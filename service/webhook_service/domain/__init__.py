@@ -1,0 +1,1 @@
+"""Pure rules of the service: names, filters, payloads, signing. No I/O here."""

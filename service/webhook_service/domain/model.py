@@ -1,0 +1,119 @@
+"""The values the service reasons about, independent of protobuf and SQL."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from webhook_service.domain.names import Parent
+
+
+class WebhookFormat(enum.StrEnum):
+    RAW = "raw"
+    SLACK = "slack"
+    MS_TEAMS = "ms_teams"
+
+
+class WebhookFilter(enum.StrEnum):
+    """Pulumi's filter names, exactly as its REST API spells them."""
+
+    STACK_CREATED = "stack_created"
+    STACK_DELETED = "stack_deleted"
+    PREVIEW_SUCCEEDED = "preview_succeeded"
+    PREVIEW_FAILED = "preview_failed"
+    UPDATE_SUCCEEDED = "update_succeeded"
+    UPDATE_FAILED = "update_failed"
+    DESTROY_SUCCEEDED = "destroy_succeeded"
+    DESTROY_FAILED = "destroy_failed"
+    REFRESH_SUCCEEDED = "refresh_succeeded"
+    REFRESH_FAILED = "refresh_failed"
+    DEPLOYMENT_QUEUED = "deployment_queued"
+    DEPLOYMENT_STARTED = "deployment_started"
+    DEPLOYMENT_SUCCEEDED = "deployment_succeeded"
+    DEPLOYMENT_FAILED = "deployment_failed"
+
+
+class WebhookGroup(enum.StrEnum):
+    STACKS = "stacks"
+    DEPLOYMENTS = "deployments"
+
+
+class DeliveryState(enum.StrEnum):
+    PENDING = "pending"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class Webhook:
+    """A registered webhook as the service keeps it; `secret` never leaves the service."""
+
+    parent: Parent
+    webhook_id: str
+    display_name: str
+    payload_url: str
+    secret: str = ""
+    active: bool = True
+    format: WebhookFormat = WebhookFormat.RAW
+    filters: tuple[WebhookFilter, ...] = ()
+    groups: tuple[WebhookGroup, ...] = ()
+    disabled_reason: str = ""
+    create_time: datetime | None = None
+    update_time: datetime | None = None
+
+    @property
+    def name(self) -> str:
+        return f"{self.parent}/webhooks/{self.webhook_id}"
+
+
+@dataclass(frozen=True)
+class Identity:
+    name: str = ""
+    github_login: str = ""
+    avatar_url: str = ""
+
+
+@dataclass(frozen=True)
+class StackChange:
+    """A stack was created or deleted; `action` is `created` or `deleted`."""
+
+    action: str
+
+
+@dataclass(frozen=True)
+class UpdateChange:
+    """An update, refresh or destroy ended, or a preview of one.
+
+    `kind` is `update`, `refresh` or `destroy`; `result` is `succeeded` or `failed`.
+    """
+
+    update_url: str
+    kind: str
+    result: str
+    resource_changes: dict[str, int] = field(default_factory=dict)
+    is_preview: bool = False
+
+
+@dataclass(frozen=True)
+class DeploymentChange:
+    """A deployment changed state; `status` is `queued`, `running`, `succeeded` or `failed`."""
+
+    deployment_url: str
+    version: int
+    operation: str
+    status: str
+
+
+@dataclass(frozen=True)
+class Event:
+    organization_name: str
+    project: str
+    stack: str
+    user: Identity
+    organization: Identity
+    change: StackChange | UpdateChange | DeploymentChange
+
+    @property
+    def stack_name(self) -> str:
+        return f"organizations/{self.organization_name}/projects/{self.project}/stacks/{self.stack}"

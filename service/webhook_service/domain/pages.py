@@ -1,0 +1,42 @@
+"""Page sizes and opaque page tokens for List calls."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+
+from webhook_service.domain.errors import InvalidArgument
+
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 1000
+
+
+def page_size(requested: int) -> int:
+    if requested < 0:
+        raise InvalidArgument("page_size", "must not be negative")
+    return min(requested or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+
+
+def encode_token(parent: str, cursor: int) -> str:
+    """A token for the page after `cursor`, valid only with the same parent."""
+    raw = json.dumps({"parent": parent, "cursor": cursor}, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_token(token: str, parent: str) -> int | None:
+    """The cursor in `token`, or None for the first page."""
+    if not token:
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        fields = json.loads(raw)
+        cursor = fields["cursor"]
+        token_parent = fields["parent"]
+    except (binascii.Error, ValueError, KeyError, TypeError):
+        raise InvalidArgument("page_token", "is not a token this service returned") from None
+    if not isinstance(cursor, int) or not isinstance(token_parent, str):
+        raise InvalidArgument("page_token", "is not a token this service returned")
+    if token_parent != parent:
+        raise InvalidArgument("page_token", "was returned for another parent; start again without it")
+    return cursor

@@ -1,0 +1,88 @@
+"""Rules a webhook must satisfy, and how a field-mask update changes one."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import secrets
+from collections.abc import Sequence
+from urllib.parse import urlsplit
+
+from webhook_service.domain.errors import InvalidArgument
+from webhook_service.domain.filters import ORGANIZATION_ONLY
+from webhook_service.domain.model import Webhook
+
+MAX_DISPLAY_NAME = 256
+MAX_PAYLOAD_URL = 2048
+MAX_SECRET = 512
+
+UPDATABLE_FIELDS = ("display_name", "payload_url", "secret", "active", "format", "filters", "groups")
+OUTPUT_ONLY_FIELDS = ("name", "has_secret", "disabled_reason", "create_time", "update_time")
+
+
+def new_webhook_id() -> str:
+    """A short random hex ID, as Pulumi makes up when none is given."""
+    return secrets.token_hex(8)
+
+
+def validate_webhook(webhook: Webhook, prefix: str = "webhook") -> Webhook:
+    """The webhook with duplicate filters and groups dropped; raises InvalidArgument naming the bad field."""
+    if not webhook.display_name.strip():
+        raise InvalidArgument(f"{prefix}.display_name", "is required")
+    if len(webhook.display_name) > MAX_DISPLAY_NAME:
+        raise InvalidArgument(f"{prefix}.display_name", f"must be at most {MAX_DISPLAY_NAME} characters")
+    _check_payload_url(webhook.payload_url, f"{prefix}.payload_url")
+    if len(webhook.secret) > MAX_SECRET:
+        raise InvalidArgument(f"{prefix}.secret", f"must be at most {MAX_SECRET} characters")
+    if webhook.parent.is_stack:
+        for wanted in webhook.filters:
+            if wanted in ORGANIZATION_ONLY:
+                raise InvalidArgument(f"{prefix}.filters", f"{wanted} is for organization webhooks only")
+    return dataclasses.replace(
+        webhook,
+        filters=tuple(dict.fromkeys(webhook.filters)),
+        groups=tuple(dict.fromkeys(webhook.groups)),
+    )
+
+
+def _check_payload_url(url: str, field: str) -> None:
+    if not url:
+        raise InvalidArgument(field, "is required")
+    if len(url) > MAX_PAYLOAD_URL:
+        raise InvalidArgument(field, f"must be at most {MAX_PAYLOAD_URL} characters")
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a port that is not a number in range
+    except ValueError as error:
+        raise InvalidArgument(field, f"is not a valid URL ({error})") from None
+    if parts.scheme not in ("http", "https"):
+        raise InvalidArgument(field, "must be an http or https URL")
+    if not parts.hostname:
+        raise InvalidArgument(field, "must name a host")
+    if any(ch.isspace() for ch in url):
+        raise InvalidArgument(field, "must not contain white space")
+
+
+def check_update_mask(paths: Sequence[str]) -> tuple[str, ...]:
+    """The fields an update changes; `*` stands for every updatable field.
+
+    camelCase paths are taken too, since grpcurl users write JSON names everywhere else.
+    """
+    if list(paths) == ["*"]:
+        return UPDATABLE_FIELDS
+    paths = [re.sub(r"[A-Z]", lambda m: "_" + m[0].lower(), path) for path in paths]
+    for path in paths:
+        if path in OUTPUT_ONLY_FIELDS:
+            raise InvalidArgument("update_mask", f"{path} is output only and cannot be updated")
+        if path not in UPDATABLE_FIELDS:
+            raise InvalidArgument("update_mask", f"unknown field {path!r}; updatable: {', '.join(UPDATABLE_FIELDS)}")
+    return tuple(dict.fromkeys(paths))
+
+
+def apply_update(current: Webhook, patch: Webhook, fields: Sequence[str]) -> Webhook:
+    """`current` with `fields` taken from `patch`, validated as a whole."""
+    changed = dataclasses.replace(current, **{field: getattr(patch, field) for field in fields})
+    if changed.active and not current.active:
+        # An operator turning a webhook back on has dealt with why the service turned it off.
+        changed = dataclasses.replace(changed, disabled_reason="")
+    return validate_webhook(changed)

@@ -1,0 +1,97 @@
+"""The gRPC server: servicers, reflection, health, and graceful shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from dataclasses import dataclass
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1.health import aio as health_aio
+from grpc_reflection.v1alpha import reflection
+
+from webhook_service.api.errors import ErrorInterceptor
+from webhook_service.api.event_service import EventService
+from webhook_service.api.webhook_service import WebhookService
+from webhook_service.store.database import Executor, describe, open_database
+from webhooks.v1 import event_service_pb2, event_service_pb2_grpc, webhook_service_pb2, webhook_service_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAMES = (
+    webhook_service_pb2.DESCRIPTOR.services_by_name["WebhookService"].full_name,
+    event_service_pb2.DESCRIPTOR.services_by_name["EventService"].full_name,
+)
+MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+
+
+@dataclass
+class ServerSettings:
+    listen: str = "127.0.0.1:50051"
+    database: str = "sqlite:///data/webhooks.db"
+    grace: float = 10.0
+
+
+class Server:
+    """One running service; `start` returns the port actually bound (useful with port 0)."""
+
+    def __init__(self, settings: ServerSettings) -> None:
+        self.settings = settings
+        self.health = health_aio.HealthServicer()
+        self.port = 0
+        self._server: grpc.aio.Server | None = None
+        self._store: Executor | None = None
+
+    async def start(self) -> int:
+        db = open_database(self.settings.database)
+        self._store = Executor(db, threads=1)
+        server = grpc.aio.server(
+            interceptors=[ErrorInterceptor()],
+            options=[
+                # A second server on a taken port must fail, not silently share it.
+                ("grpc.so_reuseport", 0),
+                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            ],
+        )
+        webhook_service_pb2_grpc.add_WebhookServiceServicer_to_server(WebhookService(self._store), server)
+        event_service_pb2_grpc.add_EventServiceServicer_to_server(EventService(), server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        reflection.enable_server_reflection(
+            (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
+            server,
+        )
+        try:
+            self.port = server.add_insecure_port(self.settings.listen)
+        except RuntimeError as error:
+            raise RuntimeError(f"cannot listen on {self.settings.listen}: {error}") from None
+        self._server = server
+        await server.start()
+        for name in ("", *SERVICE_NAMES):
+            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        host = self.settings.listen.rsplit(":", 1)[0]
+        log.info("listening on %s:%d, database %s", host, self.port, describe(db))
+        return self.port
+
+    async def stop(self) -> None:
+        """Health says NOT_SERVING first, so balancers stop sending; in-flight calls get the grace period."""
+        await self.health.enter_graceful_shutdown()
+        if self._server is not None:
+            await self._server.stop(self.settings.grace)
+        if self._store is not None:
+            self._store.close()
+        log.info("stopped")
+
+
+async def serve_until_signalled(settings: ServerSettings) -> None:
+    server = Server(settings)
+    await server.start()
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stopping.set)
+    await stopping.wait()
+    log.info("shutting down")
+    await server.stop()

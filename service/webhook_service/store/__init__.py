@@ -1,0 +1,1 @@
+"""Persistence: peewee models and queries. Nothing outside this package touches SQL."""

@@ -1,0 +1,94 @@
+"""Opening the database named by a URL, and running queries off the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
+
+import peewee
+from playhouse.db_url import connect
+
+from webhook_service.domain.errors import Unavailable
+from webhook_service.store.models import database
+from webhook_service.store.schema import migrate
+
+log = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+# WAL lets readers run beside the one writer; NORMAL sync keeps every commit
+# through a process crash (only an OS crash can lose the last transactions).
+SQLITE_PRAGMAS = {"journal_mode": "wal", "busy_timeout": 10_000, "foreign_keys": 1, "synchronous": "normal"}
+
+
+def open_database(url: str) -> peewee.Database:
+    """Connects the models to `url` and brings its schema up to date."""
+    if url.startswith("sqlite"):
+        db = connect(url, pragmas=SQLITE_PRAGMAS)
+        if db.database != ":memory:":
+            Path(db.database).parent.mkdir(parents=True, exist_ok=True)
+    else:
+        db = connect(url)
+    database.initialize(db)
+    with db.connection_context():
+        migrate(db)
+    opened: peewee.Database = db
+    return opened
+
+
+def describe(db: peewee.Database) -> str:
+    """The database for a log line, without credentials."""
+    if isinstance(db, peewee.SqliteDatabase):
+        return f"sqlite {Path(db.database).resolve()}"
+    params = db.connect_params
+    return f"{type(db).__name__} {params.get('host', 'localhost')}:{params.get('port', '')}/{db.database}"
+
+
+@contextlib.contextmanager
+def transaction() -> Iterator[None]:
+    """A write transaction; on SQLite it takes the write lock up front, so a
+    read-then-write never fails halfway on another process's commit."""
+    db = database.obj
+    if isinstance(db, peewee.SqliteDatabase):
+        with db.atomic("IMMEDIATE"):
+            yield
+    else:
+        with db.atomic():
+            yield
+
+
+class Executor:
+    """Runs blocking queries on a few threads, each with its own connection.
+
+    One thread on SQLite, where there is one writer anyway, more on a server
+    database; the thread count bounds the connections this process opens.
+    """
+
+    def __init__(self, db: peewee.Database, threads: int) -> None:
+        self.db = db
+        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="store")
+
+    async def run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, functools.partial(self._guarded, fn, *args, **kwargs))
+
+    def _guarded(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        try:
+            return fn(*args, **kwargs)
+        except (peewee.OperationalError, peewee.InterfaceError) as error:
+            # A lost connection must not stay cached on this thread.
+            if not self.db.is_closed():
+                with contextlib.suppress(Exception):
+                    self.db.close()
+            log.warning("database unavailable: %s", error)
+            raise Unavailable("the database is unavailable; try again") from error
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)

@@ -1,0 +1,124 @@
+"""Tables. Times are seconds since the epoch as floats, which sort and compare the same on every engine."""
+
+from __future__ import annotations
+
+from peewee import (
+    AutoField,
+    BlobField,
+    BooleanField,
+    CharField,
+    DatabaseProxy,
+    DoubleField,
+    ForeignKeyField,
+    IntegerField,
+    Model,
+    TextField,
+)
+
+database = DatabaseProxy()
+
+
+class BaseModel(Model):
+    class Meta:
+        database = database
+        legacy_table_names = False
+
+
+class WebhookRow(BaseModel):
+    # The serial ID gives List its stable, oldest-first order and its page cursor.
+    id = AutoField()
+    organization = CharField(max_length=100)
+    project = CharField(max_length=100, default="")
+    stack = CharField(max_length=100, default="")
+    webhook_id = CharField(max_length=32)
+    display_name = TextField()
+    payload_url = TextField()
+    secret = TextField(default="")
+    active = BooleanField(default=True)
+    format = CharField(max_length=16)
+    filters = TextField(default="")
+    groups = TextField(default="")
+    disabled_reason = TextField(default="")
+    # When deliveries started failing without a success since; drives --disable-after.
+    failing_since = DoubleField(null=True)
+    create_time = DoubleField()
+    update_time = DoubleField()
+
+    class Meta:
+        table_name = "webhook"
+        indexes = ((("organization", "project", "stack", "webhook_id"), True),)
+
+
+class EventRow(BaseModel):
+    id = AutoField()
+    event_id = CharField(max_length=64, unique=True)
+    organization = CharField(max_length=100)
+    project = CharField(max_length=100)
+    stack = CharField(max_length=100)
+    kind = CharField(max_length=32)
+    create_time = DoubleField(index=True)
+
+    class Meta:
+        table_name = "event"
+
+
+class DeliveryRow(BaseModel):
+    id = AutoField()
+    delivery_id = CharField(max_length=64, unique=True)
+    webhook = ForeignKeyField(WebhookRow, on_delete="CASCADE", index=True)
+    event = ForeignKeyField(EventRow, null=True, on_delete="CASCADE", index=True)
+    kind = CharField(max_length=32)
+    payload = BlobField()
+    state = CharField(max_length=16)
+    attempt_count = IntegerField(default=0)
+    next_attempt_time = DoubleField(null=True)
+    # A dispatcher's claim: until lease_expires no other dispatcher takes the delivery.
+    lease_owner = CharField(max_length=64, null=True)
+    lease_expires = DoubleField(null=True)
+    create_time = DoubleField(index=True)
+
+    class Meta:
+        table_name = "delivery"
+        indexes = ((("state", "next_attempt_time"), False),)
+
+
+class AttemptRow(BaseModel):
+    id = AutoField()
+    delivery = ForeignKeyField(DeliveryRow, on_delete="CASCADE", index=True)
+    attempt_number = IntegerField()
+    start_time = DoubleField()
+    request_url = TextField()
+    request_headers = TextField()
+    response_code = IntegerField(default=0)
+    response_headers = TextField(default="{}")
+    response_body = TextField(default="")
+    duration = DoubleField(default=0.0)
+    error = TextField(default="")
+
+    class Meta:
+        table_name = "delivery_attempt"
+
+
+class IdempotencyRow(BaseModel):
+    """A request_id already answered, with what was answered, so a repeat gets the same."""
+
+    id = AutoField()
+    scope = CharField(max_length=64)
+    request_id = CharField(max_length=128)
+    response = TextField()
+    create_time = DoubleField(index=True)
+
+    class Meta:
+        table_name = "idempotency_key"
+        indexes = ((("scope", "request_id"), True),)
+
+
+class SchemaVersionRow(BaseModel):
+    version = IntegerField()
+
+    class Meta:
+        table_name = "schema_version"
+        primary_key = False
+
+
+ALL_TABLES = (WebhookRow, EventRow, DeliveryRow, AttemptRow, IdempotencyRow)

@@ -1,0 +1,142 @@
+"""Webhook rows in and out, each call one short transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import peewee
+
+from webhook_service.domain.errors import AlreadyExists, NotFound
+from webhook_service.domain.model import Webhook, WebhookFilter, WebhookFormat, WebhookGroup
+from webhook_service.domain.names import Parent, WebhookName, parse_webhook_name
+from webhook_service.store import idempotency
+from webhook_service.store.database import transaction
+from webhook_service.store.models import WebhookRow
+from webhook_service.store.times import now, to_datetime
+
+
+def to_webhook(row: WebhookRow) -> Webhook:
+    return Webhook(
+        parent=Parent(row.organization, row.project, row.stack),
+        webhook_id=row.webhook_id,
+        display_name=row.display_name,
+        payload_url=row.payload_url,
+        secret=row.secret,
+        active=row.active,
+        format=WebhookFormat(row.format),
+        filters=tuple(WebhookFilter(f) for f in row.filters.split(",") if f),
+        groups=tuple(WebhookGroup(g) for g in row.groups.split(",") if g),
+        disabled_reason=row.disabled_reason,
+        create_time=to_datetime(row.create_time),
+        update_time=to_datetime(row.update_time),
+    )
+
+
+def _columns(webhook: Webhook) -> dict[str, object]:
+    return {
+        "display_name": webhook.display_name,
+        "payload_url": webhook.payload_url,
+        "secret": webhook.secret,
+        "active": webhook.active,
+        "format": webhook.format.value,
+        "filters": ",".join(webhook.filters),
+        "groups": ",".join(webhook.groups),
+        "disabled_reason": webhook.disabled_reason,
+    }
+
+
+def _where(name: WebhookName) -> peewee.Expression:
+    parent = name.parent
+    return (
+        (WebhookRow.organization == parent.organization)
+        & (WebhookRow.project == parent.project)
+        & (WebhookRow.stack == parent.stack)
+        & (WebhookRow.webhook_id == name.webhook_id)
+    )
+
+
+def _row(name: WebhookName) -> WebhookRow:
+    row = WebhookRow.get_or_none(_where(name))
+    if row is None:
+        raise NotFound(f"webhook {name} does not exist")
+    return row
+
+
+def _parent_where(parent: Parent) -> peewee.Expression:
+    return (
+        (WebhookRow.organization == parent.organization)
+        & (WebhookRow.project == parent.project)
+        & (WebhookRow.stack == parent.stack)
+    )
+
+
+def create(webhook: Webhook, request_id: str = "") -> Webhook:
+    """Stores a new webhook; a repeated `request_id` returns the webhook the first call made."""
+    with transaction():
+        if request_id:
+            earlier = idempotency.recall(idempotency.CREATE_WEBHOOK, request_id)
+            if earlier is not None:
+                return get(parse_webhook_name(earlier, "request_id"))
+        if WebhookRow.select().where(_where(WebhookName(webhook.parent, webhook.webhook_id))).exists():
+            raise AlreadyExists(f"webhook {webhook.name} already exists")
+        moment = now()
+        row = WebhookRow.create(
+            organization=webhook.parent.organization,
+            project=webhook.parent.project,
+            stack=webhook.parent.stack,
+            webhook_id=webhook.webhook_id,
+            create_time=moment,
+            update_time=moment,
+            **_columns(webhook),
+        )
+        if request_id:
+            idempotency.remember(idempotency.CREATE_WEBHOOK, request_id, webhook.name)
+        return to_webhook(row)
+
+
+def get(name: WebhookName) -> Webhook:
+    return to_webhook(_row(name))
+
+
+def list_page(parent: Parent, after_id: int, limit: int) -> tuple[list[Webhook], int | None]:
+    """Up to `limit` webhooks of `parent` past the cursor `after_id`, and the cursor of the next page."""
+    rows = list(
+        WebhookRow.select()
+        .where(_parent_where(parent) & (WebhookRow.id > after_id))
+        .order_by(WebhookRow.id)
+        .limit(limit + 1)
+    )
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return [to_webhook(row) for row in rows], (rows[-1].id if more else None)
+
+
+def update(name: WebhookName, change: Callable[[Webhook], Webhook]) -> Webhook:
+    """Applies `change` to the stored webhook atomically; `change` may raise to refuse."""
+    with transaction():
+        row = _row(name)
+        changed = change(to_webhook(row))
+        columns = _columns(changed)
+        if changed.active:
+            columns["failing_since"] = None
+        WebhookRow.update(update_time=now(), **columns).where(WebhookRow.id == row.id).execute()
+        return to_webhook(WebhookRow.get_by_id(row.id))
+
+
+def delete(name: WebhookName) -> None:
+    with transaction():
+        if WebhookRow.delete().where(_where(name)).execute() == 0:
+            raise NotFound(f"webhook {name} does not exist")
+
+
+def active_for_stack(stack: Parent) -> list[tuple[int, Webhook]]:
+    """Every active webhook of the stack's organization and of the stack itself, with row IDs."""
+    rows = WebhookRow.select().where(
+        (WebhookRow.organization == stack.organization)
+        & (WebhookRow.active == True)  # noqa: E712 - peewee builds SQL from ==
+        & (
+            ((WebhookRow.project == "") & (WebhookRow.stack == ""))
+            | ((WebhookRow.project == stack.project) & (WebhookRow.stack == stack.stack))
+        )
+    )
+    return [(row.id, to_webhook(row)) for row in rows]

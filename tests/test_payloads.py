@@ -1,0 +1,245 @@
+import json
+from typing import Any
+
+from webhook_service.domain.model import (
+    DeploymentChange,
+    Event,
+    Identity,
+    StackChange,
+    UpdateChange,
+    WebhookFormat,
+)
+from webhook_service.domain.payloads import (
+    PING_MESSAGE,
+    event_kind,
+    render_event,
+    render_ping,
+)
+
+RAW, SLACK, TEAMS = WebhookFormat.RAW, WebhookFormat.SLACK, WebhookFormat.MS_TEAMS
+
+MORTY = Identity("Morty Smith", "morty", "https://crazy-adventures.net/morty.png")
+ORG = Identity("Crazy Adventures", "crazy-adventures", "https://crazy-adventures.net/logo.png")
+BASE = "https://app.pulumi.com/crazy-adventures/website/website-prod"
+CHANGES = {"update": 3, "delete": 1, "update-replace": 2}
+PREVIEW_URL = f"{BASE}/previews/11bf162b-d9d5-4715-8f88-20dcd0e0b167"
+
+EXPECTED_HEAD: dict[str, Any] = {
+    "user": {
+        "name": "Morty Smith",
+        "githubLogin": "morty",
+        "avatarUrl": "https://crazy-adventures.net/morty.png",
+    },
+    "organization": {
+        "name": "Crazy Adventures",
+        "githubLogin": "crazy-adventures",
+        "avatarUrl": "https://crazy-adventures.net/logo.png",
+    },
+}
+
+
+def event(change: StackChange | UpdateChange | DeploymentChange) -> Event:
+    return Event("crazy-adventures", "website", "website-prod", MORTY, ORG, change)
+
+
+STACK_CREATED = event(StackChange("created"))
+REFRESH = event(UpdateChange(f"{BASE}/updates/42", "refresh", "succeeded", dict(CHANGES)))
+PREVIEW = event(UpdateChange(PREVIEW_URL, "update", "failed", dict(CHANGES), is_preview=True))
+DEPLOYMENT = event(DeploymentChange(f"{BASE}/deployments/127", 127, "update", "running"))
+
+
+def raw(ev: Event) -> Any:
+    return json.loads(render_event(RAW, ev))
+
+
+def assert_same_ordered(actual: Any, expected: Any) -> None:
+    assert actual == expected
+    assert list(actual) == list(expected)
+    for key in ("user", "organization"):
+        assert list(actual[key]) == list(expected[key])
+
+
+def test_raw_stack_creation() -> None:
+    expected = {
+        **EXPECTED_HEAD,
+        "action": "created",
+        "projectName": "website",
+        "stackName": "website-prod",
+    }
+    assert_same_ordered(raw(STACK_CREATED), expected)
+
+
+def test_raw_stack_update() -> None:
+    expected = {
+        **EXPECTED_HEAD,
+        "projectName": "website",
+        "stackName": "website-prod",
+        "updateUrl": f"{BASE}/updates/42",
+        "kind": "refresh",
+        "result": "succeeded",
+        "resourceChanges": {"update": 3, "delete": 1, "update-replace": 2},
+        "isPreview": False,
+    }
+    assert_same_ordered(raw(REFRESH), expected)
+    assert list(raw(REFRESH)["resourceChanges"]) == [
+        "update",
+        "delete",
+        "update-replace",
+    ]
+
+
+def test_raw_stack_preview() -> None:
+    expected = {
+        **EXPECTED_HEAD,
+        "projectName": "website",
+        "stackName": "website-prod",
+        "updateUrl": PREVIEW_URL,
+        "kind": "update",
+        "result": "failed",
+        "resourceChanges": {"update": 3, "delete": 1, "update-replace": 2},
+        "isPreview": True,
+    }
+    assert_same_ordered(raw(PREVIEW), expected)
+
+
+def test_raw_deployment() -> None:
+    expected = {
+        **EXPECTED_HEAD,
+        "projectName": "website",
+        "stackName": "website-prod",
+        "deploymentUrl": f"{BASE}/deployments/127",
+        "version": 127,
+        "operation": "update",
+        "status": "running",
+    }
+    assert_same_ordered(raw(DEPLOYMENT), expected)
+    assert isinstance(raw(DEPLOYMENT)["version"], int)
+
+
+def test_event_kind() -> None:
+    assert event_kind(STACK_CREATED) == "stack"
+    assert event_kind(event(StackChange("deleted"))) == "stack"
+    assert event_kind(REFRESH) == "stack_update"
+    assert event_kind(PREVIEW) == "stack_preview"
+    assert event_kind(DEPLOYMENT) == "deployment"
+
+
+def slack_text(ev: Event) -> tuple[str, str]:
+    """The fallback text, and everything the blocks show joined together."""
+    msg = json.loads(render_event(SLACK, ev))
+    (section,) = msg["blocks"]
+    assert section["type"] == "section"
+    shown = "\n".join([section["text"]["text"], *(f["text"] for f in section["fields"])])
+    return msg["text"], shown
+
+
+def test_slack_update_succeeded() -> None:
+    update = event(UpdateChange(f"{BASE}/updates/42", "update", "succeeded", dict(CHANGES)))
+    text, shown = slack_text(update)
+    assert text == ":tropical_drink: crazy-adventures/website/website-prod update succeeded."
+    for needle in (
+        "*Stack*\ncrazy-adventures/website/website-prod",
+        "*Operation*\nupdate",
+        "*Result*\nsucceeded",
+        "Morty Smith",
+        "*Resource changes*\nupdate: 3, delete: 1, update-replace: 2",
+        f"<{BASE}/updates/42|",
+    ):
+        assert needle in shown
+
+
+def test_slack_preview_failed() -> None:
+    text, shown = slack_text(PREVIEW)
+    assert text == ":rotating_light: crazy-adventures/website/website-prod preview failed."
+    assert "*Operation*\npreview" in shown
+    assert PREVIEW_URL in shown
+    assert ":tropical_drink:" not in text + shown
+
+
+def test_slack_deployment_and_stack() -> None:
+    text, shown = slack_text(DEPLOYMENT)
+    assert "deployment #127 (update) running" in text
+    assert ":tropical_drink:" not in text and ":rotating_light:" not in text
+    assert f"{BASE}/deployments/127" in shown
+    assert "Resource changes" not in shown
+
+    text, shown = slack_text(STACK_CREATED)
+    assert text.endswith("crazy-adventures/website/website-prod stack created.")
+    assert "Link" not in shown and "Resource changes" not in shown
+
+
+def test_slack_escapes_control_characters() -> None:
+    sneaky = Event(
+        "o",
+        "p",
+        "s",
+        Identity(name="<!channel> & co"),
+        Identity(),
+        StackChange("created"),
+    )
+    _, shown = slack_text(sneaky)
+    assert "&lt;!channel&gt; &amp; co" in shown
+    assert "<!channel>" not in shown
+
+
+def test_org_falls_back_to_name_then_organization_name() -> None:
+    by_name = Event("o", "p", "s", MORTY, Identity(name="Org"), StackChange("created"))
+    bare = Event("o", "p", "s", MORTY, Identity(), StackChange("deleted"))
+    assert slack_text(by_name)[0].endswith("Org/p/s stack created.")
+    assert slack_text(bare)[0].endswith("o/p/s stack deleted.")
+
+
+def card(data: bytes) -> Any:
+    msg = json.loads(data)
+    assert msg["type"] == "message"
+    (attachment,) = msg["attachments"]
+    assert attachment["contentType"] == "application/vnd.microsoft.card.adaptive"
+    assert attachment["contentUrl"] is None
+    content = attachment["content"]
+    assert content["$schema"] == "http://adaptivecards.io/schemas/adaptive-card.json"
+    assert content["type"] == "AdaptiveCard"
+    assert content["version"] == "1.4"
+    return content
+
+
+def test_teams_refresh_succeeded() -> None:
+    content = card(render_event(TEAMS, REFRESH))
+    title, facts = content["body"]
+    assert title["type"] == "TextBlock"
+    assert title["text"] == "crazy-adventures/website/website-prod refresh succeeded."
+    assert title["color"] == "Good"
+    assert facts["type"] == "FactSet"
+    assert {f["title"]: f["value"] for f in facts["facts"]} == {
+        "Stack": "crazy-adventures/website/website-prod",
+        "Operation": "refresh",
+        "Result": "succeeded",
+        "User": "Morty Smith (morty)",
+        "Resource changes": "update: 3, delete: 1, update-replace: 2",
+    }
+    assert content["actions"] == [{"type": "Action.OpenUrl", "title": "View refresh", "url": f"{BASE}/updates/42"}]
+
+
+def test_teams_failure_and_neutral_colours() -> None:
+    assert card(render_event(TEAMS, PREVIEW))["body"][0]["color"] == "Attention"
+    deployment = card(render_event(TEAMS, DEPLOYMENT))
+    assert deployment["body"][0]["color"] == "Default"
+    assert deployment["actions"][0]["url"] == f"{BASE}/deployments/127"
+    assert card(render_event(TEAMS, STACK_CREATED))["actions"] == []
+
+
+def test_ping_each_format() -> None:
+    assert json.loads(render_ping(RAW, 1700000000)) == {
+        "timestamp": 1700000000,
+        "message": PING_MESSAGE,
+    }
+    assert json.loads(render_ping(SLACK, 1))["text"] == PING_MESSAGE
+    content = card(render_ping(TEAMS, 1))
+    assert content["body"][0]["text"] == PING_MESSAGE
+
+
+def test_output_is_compact_utf8() -> None:
+    data = render_ping(RAW, 5)
+    assert data == '{"timestamp":5,"message":"🍹 Just a friendly ping from Pulumi 🍹"}'.encode()
+    assert b"\\u" not in data
+    body = render_event(RAW, STACK_CREATED)
+    assert b": " not in body and b", " not in body and b"\n" not in body
