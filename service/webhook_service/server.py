@@ -1,11 +1,11 @@
-"""The gRPC server: servicers, reflection, health, and graceful shutdown."""
+"""The processes: `serve` (gRPC API plus dispatcher) and `dispatch` (dispatcher alone)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import signal
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -15,6 +15,9 @@ from grpc_reflection.v1alpha import reflection
 from webhook_service.api.errors import ErrorInterceptor
 from webhook_service.api.event_service import EventService
 from webhook_service.api.webhook_service import WebhookService
+from webhook_service.dispatch.pool import Dispatcher
+from webhook_service.dispatch.sender import Sender
+from webhook_service.dispatch.settings import DispatchSettings
 from webhook_service.store.database import Executor, describe, open_database
 from webhooks.v1 import event_service_pb2, event_service_pb2_grpc, webhook_service_pb2, webhook_service_pb2_grpc
 
@@ -32,21 +35,52 @@ class ServerSettings:
     listen: str = "127.0.0.1:50051"
     database: str = "sqlite:///data/webhooks.db"
     grace: float = 10.0
+    dispatch: DispatchSettings = field(default_factory=DispatchSettings)
 
 
-class Server:
-    """One running service; `start` returns the port actually bound (useful with port 0)."""
+class DispatchProcess:
+    """The database, the HTTP sender and the dispatcher pool, as `webhooks dispatch` runs them."""
 
     def __init__(self, settings: ServerSettings) -> None:
         self.settings = settings
+        self.store: Executor | None = None
+        self.sender = Sender(settings.dispatch.delivery_timeout)
+        self.dispatcher: Dispatcher | None = None
+
+    async def start(self) -> None:
+        db = open_database(self.settings.database)
+        self.store = Executor(db, threads=1)
+        await self.sender.start()
+        self.dispatcher = Dispatcher(self.store, self.sender, self.settings.dispatch)
+        await self.dispatcher.start()
+        log.info("dispatching from database %s as %s", describe(db), self.dispatcher.owner)
+
+    async def stop(self) -> None:
+        await self._stop_dispatching()
+        await self._close()
+
+    async def _stop_dispatching(self) -> None:
+        if self.dispatcher is not None:
+            await self.dispatcher.stop(self.settings.grace)
+
+    async def _close(self) -> None:
+        await self.sender.close()
+        if self.store is not None:
+            self.store.close()
+
+
+class Server(DispatchProcess):
+    """The gRPC API beside the dispatcher; `start` returns the port actually bound (useful with port 0)."""
+
+    def __init__(self, settings: ServerSettings) -> None:
+        super().__init__(settings)
         self.health = health_aio.HealthServicer()
         self.port = 0
         self._server: grpc.aio.Server | None = None
-        self._store: Executor | None = None
 
-    async def start(self) -> int:
-        db = open_database(self.settings.database)
-        self._store = Executor(db, threads=1)
+    async def start(self) -> None:
+        await super().start()
+        assert self.store is not None and self.dispatcher is not None
         server = grpc.aio.server(
             interceptors=[ErrorInterceptor()],
             options=[
@@ -56,8 +90,10 @@ class Server:
                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
             ],
         )
-        webhook_service_pb2_grpc.add_WebhookServiceServicer_to_server(WebhookService(self._store), server)
-        event_service_pb2_grpc.add_EventServiceServicer_to_server(EventService(), server)
+        webhook_service_pb2_grpc.add_WebhookServiceServicer_to_server(WebhookService(self.store, self.sender), server)
+        event_service_pb2_grpc.add_EventServiceServicer_to_server(
+            EventService(self.store, self.settings.dispatch.retry_schedule[0], self.dispatcher.wake), server
+        )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
             (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
@@ -66,32 +102,33 @@ class Server:
         try:
             self.port = server.add_insecure_port(self.settings.listen)
         except RuntimeError as error:
+            await super().stop()
             raise RuntimeError(f"cannot listen on {self.settings.listen}: {error}") from None
         self._server = server
         await server.start()
         for name in ("", *SERVICE_NAMES):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         host = self.settings.listen.rsplit(":", 1)[0]
-        log.info("listening on %s:%d, database %s", host, self.port, describe(db))
-        return self.port
+        log.info("listening on %s:%d, database %s", host, self.port, describe(self.store.db))
 
     async def stop(self) -> None:
-        """Health says NOT_SERVING first, so balancers stop sending; in-flight calls get the grace period."""
+        """Health says NOT_SERVING first, so balancers stop sending; new calls are refused while
+        in-flight calls and deliveries get the grace period."""
         await self.health.enter_graceful_shutdown()
+        stopping = [self._stop_dispatching()]
         if self._server is not None:
-            await self._server.stop(self.settings.grace)
-        if self._store is not None:
-            self._store.close()
+            stopping.append(self._server.stop(self.settings.grace))
+        await asyncio.gather(*stopping)
+        await self._close()
         log.info("stopped")
 
 
-async def serve_until_signalled(settings: ServerSettings) -> None:
-    server = Server(settings)
-    await server.start()
+async def run_until_signalled(process: DispatchProcess) -> None:
+    await process.start()
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stopping.set)
     await stopping.wait()
     log.info("shutting down")
-    await server.stop()
+    await process.stop()

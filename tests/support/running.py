@@ -33,7 +33,8 @@ class RunningServer:
         self.settings = settings
         self._loop = BackgroundLoop()
         self.server = Server(settings)
-        self.port = self._loop.run(self.server.start())
+        self._loop.run(self.server.start())
+        self.port = self.server.port
         self.target = f"127.0.0.1:{self.port}"
 
     def stop(self) -> None:

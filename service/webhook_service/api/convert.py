@@ -7,13 +7,26 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from google.protobuf.descriptor import EnumDescriptor
+from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from webhook_service.domain.errors import InvalidArgument
-from webhook_service.domain.model import Webhook, WebhookFilter, WebhookFormat, WebhookGroup
-from webhook_service.domain.names import Parent
+from webhook_service.domain.model import (
+    Attempt,
+    Delivery,
+    DeploymentChange,
+    Event,
+    Identity,
+    StackChange,
+    UpdateChange,
+    Webhook,
+    WebhookFilter,
+    WebhookFormat,
+    WebhookGroup,
+)
+from webhook_service.domain.names import Parent, parse_stack
 from webhook_service.domain.webhooks import UPDATABLE_FIELDS
-from webhooks.v1 import webhook_pb2
+from webhooks.v1 import delivery_pb2, event_pb2, webhook_pb2
 
 E = TypeVar("E", bound=enum.StrEnum)
 
@@ -94,3 +107,140 @@ def fields_set(message: webhook_pb2.Webhook) -> tuple[str, ...]:
     """The updatable fields a caller set, for an update with an empty mask."""
     present = {descriptor.name for descriptor, _ in message.ListFields()}
     return tuple(field for field in UPDATABLE_FIELDS if field in present)
+
+
+MAX_TEXT = 1024
+MAX_URL = 2048
+MAX_RESOURCE_KINDS = 100
+
+_STACK_ACTION = event_pb2.DESCRIPTOR.enum_types_by_name["StackAction"]
+_UPDATE_KIND = event_pb2.DESCRIPTOR.enum_types_by_name["UpdateKind"]
+_UPDATE_RESULT = event_pb2.DESCRIPTOR.enum_types_by_name["UpdateResult"]
+_DEPLOYMENT_STATUS = event_pb2.DESCRIPTOR.enum_types_by_name["DeploymentStatus"]
+_DELIVERY_STATE = delivery_pb2.DESCRIPTOR.enum_types_by_name["WebhookDeliveryState"]
+
+
+class _Words(enum.StrEnum):
+    """Pulumi's lower-case words for the event enums, checked against the proto names."""
+
+    CREATED = "created"
+    DELETED = "deleted"
+    UPDATE = "update"
+    REFRESH = "refresh"
+    DESTROY = "destroy"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    QUEUED = "queued"
+    RUNNING = "running"
+
+
+def _text(value: str, field: str, limit: int = MAX_TEXT) -> str:
+    if len(value) > limit:
+        raise InvalidArgument(field, f"must be at most {limit} characters")
+    return value
+
+
+def _identity(message: event_pb2.Identity, field: str) -> Identity:
+    return Identity(
+        name=_text(message.name, f"{field}.name"),
+        github_login=_text(message.github_login, f"{field}.github_login"),
+        avatar_url=_text(message.avatar_url, f"{field}.avatar_url", MAX_URL),
+    )
+
+
+def event_from_proto(message: event_pb2.Event) -> Event:
+    """The domain event; exactly one payload, known enum values and bounded text are required."""
+    stack = parse_stack(message.stack, "event.stack")
+    which = message.WhichOneof("payload")
+    change: StackChange | UpdateChange | DeploymentChange
+    if which == "stack_event":
+        change = StackChange(
+            enum_from_proto(
+                _STACK_ACTION, "STACK_ACTION_", _Words, message.stack_event.action, "event.stack_event.action"
+            )
+        )
+    elif which == "update_event":
+        update = message.update_event
+        if len(update.resource_changes) > MAX_RESOURCE_KINDS:
+            raise InvalidArgument("event.update_event.resource_changes", f"at most {MAX_RESOURCE_KINDS} entries")
+        for operation, count in update.resource_changes.items():
+            _text(operation, "event.update_event.resource_changes", 64)
+            if count < 0:
+                raise InvalidArgument("event.update_event.resource_changes", f"{operation!r} has a negative count")
+        change = UpdateChange(
+            update_url=_text(update.update_url, "event.update_event.update_url", MAX_URL),
+            kind=enum_from_proto(_UPDATE_KIND, "UPDATE_KIND_", _Words, update.kind, "event.update_event.kind"),
+            result=enum_from_proto(
+                _UPDATE_RESULT, "UPDATE_RESULT_", _Words, update.result, "event.update_event.result"
+            ),
+            resource_changes=dict(update.resource_changes),
+            is_preview=update.is_preview,
+        )
+    elif which == "deployment_event":
+        deployment = message.deployment_event
+        if deployment.version < 0:
+            raise InvalidArgument("event.deployment_event.version", "must not be negative")
+        change = DeploymentChange(
+            deployment_url=_text(deployment.deployment_url, "event.deployment_event.deployment_url", MAX_URL),
+            version=deployment.version,
+            operation=_text(deployment.operation, "event.deployment_event.operation", 64),
+            status=enum_from_proto(
+                _DEPLOYMENT_STATUS, "DEPLOYMENT_STATUS_", _Words, deployment.status, "event.deployment_event.status"
+            ),
+        )
+    else:
+        raise InvalidArgument("event.payload", "one of stack_event, update_event or deployment_event is required")
+    return Event(
+        organization_name=stack.organization,
+        project=stack.project,
+        stack=stack.stack,
+        user=_identity(message.user, "event.user"),
+        organization=_identity(message.organization, "event.organization"),
+        change=change,
+    )
+
+
+def _duration(seconds: float) -> Duration:
+    duration = Duration()
+    duration.FromNanoseconds(round(seconds * 1e9))
+    return duration
+
+
+def attempt_to_proto(attempt: Attempt) -> delivery_pb2.WebhookDeliveryAttempt:
+    return delivery_pb2.WebhookDeliveryAttempt(
+        attempt_number=attempt.number,
+        start_time=timestamp(attempt.start_time),
+        request_url=attempt.request_url,
+        request_headers=attempt.request_headers,
+        response_code=attempt.response_code,
+        response_headers=attempt.response_headers,
+        response_body=attempt.response_body,
+        duration=_duration(attempt.duration),
+        error=attempt.error,
+    )
+
+
+def delivery_to_proto(delivery: Delivery, with_attempts: bool) -> delivery_pb2.WebhookDelivery:
+    """The delivery with its latest attempt's fields on top, and every attempt when asked."""
+    message = delivery_pb2.WebhookDelivery(
+        name=delivery.name,
+        kind=delivery.kind,
+        payload=delivery.payload.decode("utf-8", errors="replace"),
+        state=enum_to_proto(_DELIVERY_STATE, "WEBHOOK_DELIVERY_STATE_", delivery.state),
+        attempt_count=delivery.attempt_count,
+        next_attempt_time=timestamp(delivery.next_attempt_time),
+        create_time=timestamp(delivery.create_time),
+        event_id=delivery.event_id,
+    )
+    if delivery.attempts:
+        latest = delivery.attempts[-1]
+        message.request_url = latest.request_url
+        message.request_headers.update(latest.request_headers)
+        message.response_code = latest.response_code
+        message.response_headers.update(latest.response_headers)
+        message.response_body = latest.response_body
+        message.duration.CopyFrom(_duration(latest.duration))
+        message.error = latest.error
+    if with_attempts:
+        message.attempts.extend(attempt_to_proto(attempt) for attempt in delivery.attempts)
+    return message

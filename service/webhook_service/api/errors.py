@@ -24,7 +24,6 @@ _CODES: dict[type[errors.ServiceError], int] = {
     errors.Unauthenticated: code_pb2.UNAUTHENTICATED,
     errors.ResourceExhausted: code_pb2.RESOURCE_EXHAUSTED,
     errors.Unavailable: code_pb2.UNAVAILABLE,
-    errors.Unimplemented: code_pb2.UNIMPLEMENTED,
 }
 
 

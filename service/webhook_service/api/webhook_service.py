@@ -7,31 +7,26 @@ from typing import Any
 import grpc
 from google.protobuf import empty_pb2
 
-from webhook_service.api.convert import fields_set, webhook_from_proto, webhook_to_proto
+from webhook_service.api.convert import delivery_to_proto, fields_set, webhook_from_proto, webhook_to_proto
+from webhook_service.api.requests import check_request_id
+from webhook_service.dispatch import direct
+from webhook_service.dispatch.sender import Sender
 from webhook_service.domain import pages
-from webhook_service.domain.errors import InvalidArgument, Unimplemented
+from webhook_service.domain.errors import InvalidArgument
 from webhook_service.domain.model import Webhook
-from webhook_service.domain.names import check_webhook_id, parse_parent, parse_webhook_name
+from webhook_service.domain.names import check_webhook_id, parse_delivery_name, parse_parent, parse_webhook_name
 from webhook_service.domain.webhooks import apply_update, check_update_mask, new_webhook_id, validate_webhook
-from webhook_service.store import webhooks
+from webhook_service.store import deliveries, webhooks
 from webhook_service.store.database import Executor
 from webhooks.v1 import delivery_pb2, webhook_pb2, webhook_service_pb2, webhook_service_pb2_grpc
 
 Context = grpc.aio.ServicerContext[Any, Any]
-LATER = "arrives with event delivery"
-
-MAX_REQUEST_ID = 128
-
-
-def check_request_id(request_id: str) -> str:
-    if len(request_id) > MAX_REQUEST_ID:
-        raise InvalidArgument("request_id", f"must be at most {MAX_REQUEST_ID} characters")
-    return request_id
 
 
 class WebhookService(webhook_service_pb2_grpc.WebhookServiceServicer):
-    def __init__(self, store: Executor) -> None:
+    def __init__(self, store: Executor, sender: Sender) -> None:
         self.store = store
+        self.sender = sender
 
     async def CreateWebhook(
         self, request: webhook_service_pb2.CreateWebhookRequest, context: Context
@@ -84,19 +79,29 @@ class WebhookService(webhook_service_pb2_grpc.WebhookServiceServicer):
     async def PingWebhook(
         self, request: webhook_service_pb2.PingWebhookRequest, context: Context
     ) -> delivery_pb2.WebhookDelivery:
-        raise Unimplemented(f"PingWebhook {LATER}")
+        delivery = await direct.ping(self.store, self.sender, parse_webhook_name(request.name, "name"))
+        return delivery_to_proto(delivery, with_attempts=True)
 
     async def ListWebhookDeliveries(
         self, request: webhook_service_pb2.ListWebhookDeliveriesRequest, context: Context
     ) -> webhook_service_pb2.ListWebhookDeliveriesResponse:
-        raise Unimplemented(f"ListWebhookDeliveries {LATER}")
+        webhook = parse_webhook_name(request.parent, "parent")
+        size = pages.page_size(request.page_size)
+        cursor = pages.decode_token(request.page_token, str(webhook))
+        found, next_cursor = await self.store.run(deliveries.list_page, webhook, cursor, size)
+        return webhook_service_pb2.ListWebhookDeliveriesResponse(
+            deliveries=[delivery_to_proto(d, with_attempts=False) for d in found],
+            next_page_token="" if next_cursor is None else pages.encode_token(str(webhook), next_cursor),
+        )
 
     async def GetWebhookDelivery(
         self, request: webhook_service_pb2.GetWebhookDeliveryRequest, context: Context
     ) -> delivery_pb2.WebhookDelivery:
-        raise Unimplemented(f"GetWebhookDelivery {LATER}")
+        delivery = await self.store.run(deliveries.get, parse_delivery_name(request.name, "name"))
+        return delivery_to_proto(delivery, with_attempts=True)
 
     async def RedeliverWebhookDelivery(
         self, request: webhook_service_pb2.RedeliverWebhookDeliveryRequest, context: Context
     ) -> delivery_pb2.WebhookDelivery:
-        raise Unimplemented(f"RedeliverWebhookDelivery {LATER}")
+        delivery = await direct.redeliver(self.store, self.sender, parse_delivery_name(request.name, "name"))
+        return delivery_to_proto(delivery, with_attempts=True)

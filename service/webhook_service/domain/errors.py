@@ -38,9 +38,5 @@ class ResourceExhausted(ServiceError):
     pass
 
 
-class Unimplemented(ServiceError):
-    pass
-
-
 class Unavailable(ServiceError):
     """The database or another dependency cannot be reached right now; retrying may work."""

@@ -115,5 +115,41 @@ class Event:
     change: StackChange | UpdateChange | DeploymentChange
 
     @property
-    def stack_name(self) -> str:
-        return f"organizations/{self.organization_name}/projects/{self.project}/stacks/{self.stack}"
+    def parent(self) -> Parent:
+        """The stack the event is about, as the parent its stack webhooks hang off."""
+        return Parent(self.organization_name, self.project, self.stack)
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One HTTP request of a delivery. `response_code` is 0 when no response came, and `error` says why."""
+
+    number: int
+    start_time: datetime
+    request_url: str
+    request_headers: dict[str, str]
+    response_code: int = 0
+    response_headers: dict[str, str] = field(default_factory=dict)
+    response_body: str = ""
+    duration: float = 0.0
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One payload for one webhook; `delivery_id` is the Pulumi-Webhook-ID on every attempt."""
+
+    webhook: str
+    delivery_id: str
+    event_id: str
+    kind: str
+    payload: bytes
+    state: DeliveryState
+    attempt_count: int
+    next_attempt_time: datetime | None
+    create_time: datetime
+    attempts: tuple[Attempt, ...] = ()
+
+    @property
+    def name(self) -> str:
+        return f"{self.webhook}/deliveries/{self.delivery_id}"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from peewee import Expression
+
 from webhook_service.store.models import IdempotencyRow
 from webhook_service.store.times import now
 
@@ -9,12 +11,19 @@ CREATE_WEBHOOK = "CreateWebhook"
 PUBLISH_EVENT = "PublishEvent"
 
 
-def recall(scope: str, request_id: str) -> str | None:
-    row = IdempotencyRow.get_or_none((IdempotencyRow.scope == scope) & (IdempotencyRow.request_id == request_id))
+def _key(scope: str, request_id: str) -> Expression:
+    return (IdempotencyRow.scope == scope) & (IdempotencyRow.request_id == request_id)
+
+
+def recall(scope: str, request_id: str, since: float = 0.0) -> str | None:
+    """The answer remembered for `request_id`, if it was given after `since`."""
+    row = IdempotencyRow.get_or_none(_key(scope, request_id) & (IdempotencyRow.create_time >= since))
     return None if row is None else str(row.response)
 
 
 def remember(scope: str, request_id: str, response: str) -> None:
+    # An expired key the pruner has not reached yet gives way to the new answer.
+    IdempotencyRow.delete().where(_key(scope, request_id)).execute()
     IdempotencyRow.create(scope=scope, request_id=request_id, response=response, create_time=now())
 
 

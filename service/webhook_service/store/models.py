@@ -63,6 +63,10 @@ class EventRow(BaseModel):
 
 
 class DeliveryRow(BaseModel):
+    # The raw foreign-key columns peewee provides, named here for type checkers.
+    webhook_id: int
+    event_id: int | None
+
     id = AutoField()
     delivery_id = CharField(max_length=64, unique=True)
     webhook = ForeignKeyField(WebhookRow, on_delete="CASCADE", index=True)
@@ -83,6 +87,8 @@ class DeliveryRow(BaseModel):
 
 
 class AttemptRow(BaseModel):
+    delivery_id: int
+
     id = AutoField()
     delivery = ForeignKeyField(DeliveryRow, on_delete="CASCADE", index=True)
     attempt_number = IntegerField()

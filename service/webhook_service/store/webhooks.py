@@ -55,11 +55,11 @@ def _where(name: WebhookName) -> peewee.Expression:
     )
 
 
-def _row(name: WebhookName) -> WebhookRow:
-    row = WebhookRow.get_or_none(_where(name))
-    if row is None:
+def find_row(name: WebhookName) -> WebhookRow:
+    found = WebhookRow.get_or_none(_where(name))
+    if found is None:
         raise NotFound(f"webhook {name} does not exist")
-    return row
+    return found
 
 
 def _parent_where(parent: Parent) -> peewee.Expression:
@@ -80,7 +80,7 @@ def create(webhook: Webhook, request_id: str = "") -> Webhook:
         if WebhookRow.select().where(_where(WebhookName(webhook.parent, webhook.webhook_id))).exists():
             raise AlreadyExists(f"webhook {webhook.name} already exists")
         moment = now()
-        row = WebhookRow.create(
+        created = WebhookRow.create(
             organization=webhook.parent.organization,
             project=webhook.parent.project,
             stack=webhook.parent.stack,
@@ -91,11 +91,11 @@ def create(webhook: Webhook, request_id: str = "") -> Webhook:
         )
         if request_id:
             idempotency.remember(idempotency.CREATE_WEBHOOK, request_id, webhook.name)
-        return to_webhook(row)
+        return to_webhook(created)
 
 
 def get(name: WebhookName) -> Webhook:
-    return to_webhook(_row(name))
+    return to_webhook(find_row(name))
 
 
 def list_page(parent: Parent, after_id: int, limit: int) -> tuple[list[Webhook], int | None]:
@@ -114,7 +114,7 @@ def list_page(parent: Parent, after_id: int, limit: int) -> tuple[list[Webhook],
 def update(name: WebhookName, change: Callable[[Webhook], Webhook]) -> Webhook:
     """Applies `change` to the stored webhook atomically; `change` may raise to refuse."""
     with transaction():
-        row = _row(name)
+        row = find_row(name)
         changed = change(to_webhook(row))
         columns = _columns(changed)
         if changed.active:

@@ -1,0 +1,1 @@
+"""Delivering: the async sender pool, HTTP, retries, retention."""

@@ -1,0 +1,167 @@
+"""The dispatcher: claims due deliveries, sends them concurrently, records what happened."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import socket
+import time
+from collections import Counter
+from datetime import datetime
+
+from webhook_service.dispatch.sender import Sender
+from webhook_service.dispatch.settings import DispatchSettings
+from webhook_service.domain.model import Attempt
+from webhook_service.domain.retries import failing_reason, gone_reason, judge, parse_retry_after
+from webhook_service.store import deliveries
+from webhook_service.store.database import Executor
+from webhook_service.store.deliveries import Claim, Outcome
+from webhook_service.store.events import IDEMPOTENCY_WINDOW
+
+log = logging.getLogger(__name__)
+
+MAX_FLUSH = 500
+
+
+class Dispatcher:
+    """At most `concurrency` requests in flight, and at most `per_webhook` for any one webhook,
+    so a slow or dead receiver holds its own slots and nobody else's."""
+
+    def __init__(self, store: Executor, sender: Sender, settings: DispatchSettings) -> None:
+        self.store = store
+        self.sender = sender
+        self.settings = settings
+        self.owner = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+        self._wake = asyncio.Event()
+        self._flush_now = asyncio.Event()
+        self._tasks: dict[int, asyncio.Task[None]] = {}
+        self._busy: Counter[int] = Counter()
+        self._finished: list[Outcome] = []
+        self._stopping = False
+        self._loops: list[asyncio.Task[None]] = []
+
+    def wake(self) -> None:
+        """New deliveries are due: look now rather than at the next poll."""
+        self._wake.set()
+
+    async def start(self) -> None:
+        self._loops = [
+            asyncio.create_task(self._claim_loop(), name="claim"),
+            asyncio.create_task(self._flush_loop(), name="flush"),
+            asyncio.create_task(self._prune_loop(), name="prune"),
+        ]
+
+    async def stop(self, grace: float) -> None:
+        """Stops claiming; in-flight requests get `grace` seconds, then their leases are given back."""
+        self._stopping = True
+        self._wake.set()
+        abandoned: list[int] = []
+        if self._tasks:
+            _, pending = await asyncio.wait(list(self._tasks.values()), timeout=grace)
+            abandoned = [row_id for row_id, task in self._tasks.items() if task in pending]
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        for loop in self._loops:
+            loop.cancel()
+        await asyncio.gather(*self._loops, return_exceptions=True)
+        await self._flush()
+        with contextlib.suppress(Exception):
+            await self.store.run(deliveries.release, self.owner, abandoned)
+        log.info("dispatcher stopped; %d unfinished deliveries released", len(abandoned))
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._tasks)
+
+    async def _claim_loop(self) -> None:
+        settings = self.settings
+        while not self._stopping:
+            self._wake.clear()
+            free = settings.concurrency - len(self._tasks)
+            claimed: list[Claim] = []
+            if free > 0:
+                try:
+                    claimed = await self.store.run(
+                        deliveries.claim, self.owner, settings.lease, free, settings.per_webhook, dict(self._busy)
+                    )
+                except Exception:
+                    log.exception("claiming deliveries failed; retrying")
+                for claim in claimed:
+                    self._busy[claim.webhook_row] += 1
+                    self._tasks[claim.row_id] = asyncio.create_task(self._deliver(claim))
+            if free > 0 and len(claimed) == free:
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), settings.poll_interval)
+
+    async def _deliver(self, claim: Claim) -> None:
+        try:
+            attempt = await self.sender.send(claim)
+            self._finished.append(self._outcome(claim, attempt))
+            if len(self._finished) >= MAX_FLUSH:
+                self._flush_now.set()
+        finally:
+            del self._tasks[claim.row_id]
+            self._busy[claim.webhook_row] -= 1
+            if self._busy[claim.webhook_row] <= 0:
+                del self._busy[claim.webhook_row]
+            # Claim again once a quarter of the slots are free, not on every completion.
+            if self.settings.concurrency - len(self._tasks) >= max(1, self.settings.concurrency // 4):
+                self._wake.set()
+
+    def _outcome(self, claim: Claim, attempt: Attempt) -> Outcome:
+        retry_after = parse_retry_after(attempt.response_headers.get("Retry-After"), attempt.start_time)
+        verdict = judge(attempt.response_code, retry_after, attempt.number, self.settings.retry_schedule)
+        if attempt.response_code == 0 or verdict.gone:
+            log.info("delivery %s to %s failed: %s", claim.delivery_id, claim.webhook_name, attempt.error or "410 Gone")
+        return Outcome(
+            claim=claim,
+            attempt=attempt,
+            state=verdict.state,
+            next_attempt_time=None if verdict.delay is None else time.time() + verdict.delay,
+            succeeded=verdict.succeeded,
+            disable_reason=gone_reason(attempt.start_time) if verdict.gone else "",
+        )
+
+    async def _flush_loop(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._flush_now.wait(), self.settings.flush_interval)
+            self._flush_now.clear()
+            await self._flush()
+
+    async def _flush(self) -> None:
+        """Writes finished attempts in one transaction; until then their leases keep them from anyone else."""
+        if not self._finished:
+            return
+        batch, self._finished = self._finished, []
+        try:
+            disabled = await self.store.run(
+                deliveries.record, self.owner, batch, self.settings.disable_after, self._why
+            )
+        except Exception:
+            # Not recorded means still leased: the deliveries are retried when the leases expire.
+            log.exception("recording %d attempts failed; they will be retried", len(batch))
+            return
+        for name in disabled:
+            log.warning("webhook %s deactivated", name)
+
+    def _why(self, since: datetime) -> str:
+        return failing_reason(since, self.settings.disable_after)
+
+    async def _prune_loop(self) -> None:
+        while True:
+            try:
+                moment = time.time()
+                gone = await self.store.run(
+                    deliveries.prune, moment - self.settings.retention, moment - IDEMPOTENCY_WINDOW
+                )
+                if gone:
+                    log.info("retention: pruned %d deliveries older than %gs", gone, self.settings.retention)
+            except Exception:
+                log.exception("pruning old deliveries failed")
+            await asyncio.sleep(self.settings.prune_interval)

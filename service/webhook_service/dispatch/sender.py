@@ -1,0 +1,82 @@
+"""One HTTP attempt of a delivery over a shared aiohttp session."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime
+
+import aiohttp
+
+from webhook_service.domain.model import Attempt
+from webhook_service.domain.requests import delivery_headers
+from webhook_service.store.deliveries import Claim
+
+MAX_RESPONSE_BODY = 16 * 1024
+
+
+class Sender:
+    """Holds the one aiohttp session every attempt of this process reuses."""
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = aiohttp.ClientTimeout(total=timeout)
+        self._session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        # No connection cap here: the dispatcher's own bounds decide how many requests run.
+        connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=60)
+        self._session = aiohttp.ClientSession(connector=connector, auto_decompress=False)
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    async def send(self, claim: Claim) -> Attempt:
+        """Posts the claim's payload once. A redirect is a failure: the receiver must answer itself."""
+        assert self._session is not None, "start() the sender first"
+        headers = delivery_headers(claim.delivery_id, claim.kind, claim.payload, claim.secret)
+        started = datetime.now(UTC)
+        clock = time.perf_counter()
+        number = claim.attempt_count + 1
+        try:
+            async with self._session.post(
+                claim.payload_url, data=claim.payload, headers=headers, allow_redirects=False, timeout=self.timeout
+            ) as response:
+                body = await _read_some(response.content, MAX_RESPONSE_BODY)
+                return Attempt(
+                    number=number,
+                    start_time=started,
+                    request_url=claim.payload_url,
+                    request_headers=headers,
+                    response_code=response.status,
+                    response_headers={key: ", ".join(response.headers.getall(key)) for key in response.headers},
+                    response_body=body.decode("utf-8", errors="replace"),
+                    duration=time.perf_counter() - clock,
+                )
+        except TimeoutError:
+            error = f"no response within {self.timeout.total:g}s"
+        except aiohttp.ClientError as failure:
+            error = f"{type(failure).__name__}: {failure}"
+        except (ValueError, asyncio.IncompleteReadError) as failure:
+            error = f"bad request or response: {failure}"
+        return Attempt(
+            number=number,
+            start_time=started,
+            request_url=claim.payload_url,
+            request_headers=headers,
+            duration=time.perf_counter() - clock,
+            error=error,
+        )
+
+
+async def _read_some(stream: aiohttp.StreamReader, limit: int) -> bytes:
+    """At most `limit` bytes of the body; the rest is not waited for."""
+    chunks = []
+    size = 0
+    while size < limit:
+        chunk = await stream.read(limit - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)

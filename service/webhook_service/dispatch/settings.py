@@ -1,0 +1,29 @@
+"""How the dispatcher behaves; the command line fills these in."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from webhook_service.domain.durations import parse_schedule
+
+DEFAULT_RETRY_SCHEDULE = "0s,5s,5m,30m,2h,5h,10h,10h"
+
+
+@dataclass(frozen=True)
+class DispatchSettings:
+    concurrency: int = 64
+    per_webhook: int = 16
+    delivery_timeout: float = 15.0
+    retry_schedule: tuple[float, ...] = parse_schedule(DEFAULT_RETRY_SCHEDULE)
+    disable_after: float = 5 * 86400.0
+    retention: float = 30 * 86400.0
+    # How often an idle dispatcher looks for due deliveries it was not told about.
+    poll_interval: float = 0.25
+    # How long finished attempts wait to be written together.
+    flush_interval: float = 0.01
+    prune_interval: float = 3600.0
+
+    @property
+    def lease(self) -> float:
+        """A claim outlives the request it covers by a wide margin, so a slow receiver never gets a duplicate."""
+        return 2 * self.delivery_timeout + 5.0

@@ -1,0 +1,324 @@
+"""The delivery queue and log: claiming under a lease, recording attempts, reading, pruning."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+import peewee
+
+from webhook_service.domain.errors import NotFound
+from webhook_service.domain.model import Attempt, Delivery, DeliveryState
+from webhook_service.domain.names import DeliveryName, WebhookName
+from webhook_service.store import idempotency
+from webhook_service.store import webhooks as webhook_rows
+from webhook_service.store.database import transaction
+from webhook_service.store.models import AttemptRow, DeliveryRow, EventRow, WebhookRow, database
+from webhook_service.store.times import now, to_datetime
+
+PENDING = DeliveryState.PENDING.value
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A delivery handed to one sender, with what it needs to make the request."""
+
+    row_id: int
+    delivery_id: str
+    webhook_row: int
+    webhook_name: str
+    kind: str
+    payload: bytes
+    payload_url: str
+    secret: str
+    attempt_count: int
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """An attempt's result and what it does to the delivery and its webhook.
+
+    `queued` outcomes come from the queue: they count only while the lease is
+    still this dispatcher's, and they tell on the webhook's health. Direct
+    sends (ping, redeliver) hold no lease and leave the webhook as it is.
+    A `disable_reason` deactivates the webhook with that reason.
+    """
+
+    claim: Claim
+    attempt: Attempt
+    state: DeliveryState
+    next_attempt_time: float | None
+    succeeded: bool
+    disable_reason: str = ""
+    queued: bool = True
+
+
+def _claim_of(row: DeliveryRow) -> Claim:
+    webhook: WebhookRow = row.webhook
+    return Claim(
+        row_id=row.id,
+        delivery_id=row.delivery_id,
+        webhook_row=webhook.id,
+        webhook_name=webhook_rows.to_webhook(webhook).name,
+        kind=row.kind,
+        payload=bytes(row.payload),
+        payload_url=webhook.payload_url,
+        secret=webhook.secret,
+        attempt_count=row.attempt_count,
+    )
+
+
+def claim(owner: str, lease: float, limit: int, per_webhook: int, busy: Mapping[int, int]) -> list[Claim]:
+    """Leases up to `limit` due deliveries of active webhooks, at most `per_webhook` in flight for each.
+
+    `busy` counts what this dispatcher already has in flight per webhook row, so
+    one slow receiver's backlog never fills the batch.
+    """
+    with transaction():
+        moment = now()
+        saturated = [webhook for webhook, count in busy.items() if count >= per_webhook]
+        query = (
+            DeliveryRow.select(DeliveryRow, WebhookRow)
+            .join(WebhookRow)
+            .where(
+                (DeliveryRow.state == PENDING)
+                & (DeliveryRow.next_attempt_time <= moment)
+                & (DeliveryRow.lease_expires.is_null() | (DeliveryRow.lease_expires < moment))
+                & (WebhookRow.active == True)  # noqa: E712 - peewee builds SQL from ==
+            )
+            .order_by(DeliveryRow.next_attempt_time)
+            .limit(limit * 4)
+        )
+        if saturated:
+            query = query.where(DeliveryRow.webhook.not_in(saturated))
+        if not isinstance(database.obj, peewee.SqliteDatabase):
+            query = query.for_update("FOR UPDATE OF delivery SKIP LOCKED")  # type: ignore[arg-type]
+        counts = Counter(busy)
+        chosen: list[DeliveryRow] = []
+        for row in query:
+            if counts[row.webhook_id] < per_webhook:
+                counts[row.webhook_id] += 1
+                chosen.append(row)
+                if len(chosen) == limit:
+                    break
+        if chosen:
+            DeliveryRow.update(lease_owner=owner, lease_expires=moment + lease).where(
+                DeliveryRow.id.in_([row.id for row in chosen])
+            ).execute()
+        return [_claim_of(row) for row in chosen]
+
+
+def release(owner: str, row_ids: Iterable[int]) -> None:
+    """Gives leases back early, so another dispatcher need not wait for them to expire."""
+    ids = list(row_ids)
+    if ids:
+        with transaction():
+            DeliveryRow.update(lease_owner=None, lease_expires=None).where(
+                DeliveryRow.id.in_(ids) & (DeliveryRow.lease_owner == owner)
+            ).execute()
+
+
+def record(
+    owner: str,
+    outcomes: list[Outcome],
+    disable_after: float | None = None,
+    failing_reason: Callable[[datetime], str] = str,
+) -> list[str]:
+    """Stores attempts and their effects in one transaction; returns the names of webhooks it deactivated.
+
+    With `disable_after`, webhooks failing for longer than that are deactivated with `failing_reason`.
+    """
+    if not outcomes:
+        return []
+    with transaction():
+        moment = now()
+        AttemptRow.insert_many([_attempt_columns(outcome) for outcome in outcomes]).execute()
+        for outcome in outcomes:
+            update = DeliveryRow.update(
+                state=outcome.state.value,
+                attempt_count=DeliveryRow.attempt_count + 1,
+                next_attempt_time=outcome.next_attempt_time,
+                lease_owner=None,
+                lease_expires=None,
+            ).where(DeliveryRow.id == outcome.claim.row_id)
+            if outcome.queued:
+                update = update.where(DeliveryRow.lease_owner == owner)
+            update.execute()
+        queued = [o for o in outcomes if o.queued]
+        succeeded = {o.claim.webhook_row for o in queued if o.succeeded}
+        failed = {o.claim.webhook_row for o in queued if not o.succeeded} - succeeded
+        if succeeded:
+            WebhookRow.update(failing_since=None).where(WebhookRow.id.in_(succeeded)).execute()
+        if failed:
+            WebhookRow.update(failing_since=moment).where(
+                WebhookRow.id.in_(failed) & WebhookRow.failing_since.is_null()
+            ).execute()
+        disabled = []
+        for outcome in queued:
+            if outcome.disable_reason:
+                disabled += _deactivate(WebhookRow.id == outcome.claim.webhook_row, _fixed(outcome.disable_reason))
+        if failed and disable_after is not None:
+            disabled += _deactivate(
+                WebhookRow.id.in_(failed) & (WebhookRow.failing_since <= moment - disable_after), failing_reason
+            )
+        return disabled
+
+
+def _fixed(reason: str) -> Callable[[datetime], str]:
+    return lambda _since: reason
+
+
+def _deactivate(where: peewee.Expression, reason: Callable[[datetime], str]) -> list[str]:
+    names = []
+    for row in WebhookRow.select().where(where & (WebhookRow.active == True)):  # noqa: E712
+        since = to_datetime(row.failing_since or now())
+        assert since is not None
+        WebhookRow.update(active=False, disabled_reason=reason(since), update_time=now()).where(
+            WebhookRow.id == row.id
+        ).execute()
+        names.append(webhook_rows.to_webhook(row).name)
+    return names
+
+
+def _attempt_columns(outcome: Outcome) -> dict[str, object]:
+    attempt = outcome.attempt
+    return {
+        "delivery": outcome.claim.row_id,
+        "attempt_number": outcome.claim.attempt_count + 1,
+        "start_time": attempt.start_time.timestamp(),
+        "request_url": attempt.request_url,
+        "request_headers": json.dumps(attempt.request_headers),
+        "response_code": attempt.response_code,
+        "response_headers": json.dumps(attempt.response_headers),
+        "response_body": attempt.response_body,
+        "duration": attempt.duration,
+        "error": attempt.error,
+    }
+
+
+def create_direct(webhook: WebhookName, kind: str, payload: bytes, delivery_id: str) -> Claim:
+    """A delivery sent at once rather than queued (a ping): stored first, so its attempt has a home."""
+    with transaction():
+        row = webhook_rows.find_row(webhook)
+        moment = now()
+        delivery = DeliveryRow.create(
+            delivery_id=delivery_id,
+            webhook=row.id,
+            kind=kind,
+            payload=payload,
+            state=PENDING,
+            next_attempt_time=None,
+            create_time=moment,
+        )
+        delivery.webhook = row
+        return _claim_of(delivery)
+
+
+def _joined() -> peewee.ModelSelect[DeliveryRow]:
+    """Deliveries with their webhook and event, read in the same query."""
+    return (
+        DeliveryRow.select(DeliveryRow, WebhookRow, EventRow)
+        .join(WebhookRow)
+        .switch(DeliveryRow)
+        .join(EventRow, peewee.JOIN.LEFT_OUTER)
+    )
+
+
+def _delivery_row(name: DeliveryName) -> DeliveryRow:
+    webhook = webhook_rows.find_row(name.webhook)
+    row = _joined().where((DeliveryRow.delivery_id == name.delivery_id) & (DeliveryRow.webhook == webhook.id)).first()
+    if row is None:
+        raise NotFound(f"delivery {name} does not exist")
+    found: DeliveryRow = row
+    return found
+
+
+def for_redelivery(name: DeliveryName) -> tuple[Claim, Delivery]:
+    row = _delivery_row(name)
+    return _claim_of(row), _to_delivery(row, [])
+
+
+def get(name: DeliveryName) -> Delivery:
+    return _with_attempts(_delivery_row(name))
+
+
+def get_by_id(row_id: int) -> Delivery:
+    return _with_attempts(
+        DeliveryRow.select(DeliveryRow, WebhookRow).join(WebhookRow).where(DeliveryRow.id == row_id).get()
+    )
+
+
+def _with_attempts(row: DeliveryRow) -> Delivery:
+    attempts = AttemptRow.select().where(AttemptRow.delivery == row.id).order_by(AttemptRow.attempt_number)
+    return _to_delivery(row, list(attempts))
+
+
+def list_page(webhook: WebhookName, before_id: int | None, limit: int) -> tuple[list[Delivery], int | None]:
+    """Newest first: up to `limit` deliveries older than the cursor, each with its latest attempt only."""
+    webhook_row = webhook_rows.find_row(webhook)
+    query = _joined().where(DeliveryRow.webhook == webhook_row.id)
+    if before_id is not None:
+        query = query.where(DeliveryRow.id < before_id)
+    rows = list(query.order_by(DeliveryRow.id.desc()).limit(limit + 1))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    latest: dict[int, AttemptRow] = {}
+    if rows:
+        for attempt in AttemptRow.select().where(AttemptRow.delivery.in_([r.id for r in rows])):
+            held = latest.get(attempt.delivery_id)
+            if held is None or attempt.attempt_number > held.attempt_number:
+                latest[attempt.delivery_id] = attempt
+    deliveries = [_to_delivery(row, [latest[row.id]] if row.id in latest else []) for row in rows]
+    return deliveries, (rows[-1].id if more else None)
+
+
+def _to_delivery(row: DeliveryRow, attempts: list[AttemptRow]) -> Delivery:
+    create_time = to_datetime(row.create_time)
+    assert create_time is not None
+    return Delivery(
+        webhook=webhook_rows.to_webhook(row.webhook).name,
+        delivery_id=row.delivery_id,
+        event_id=row.event.event_id if row.event is not None else "",
+        kind=row.kind,
+        payload=bytes(row.payload),
+        state=DeliveryState(row.state),
+        attempt_count=row.attempt_count,
+        next_attempt_time=to_datetime(row.next_attempt_time) if row.state == PENDING else None,
+        create_time=create_time,
+        attempts=tuple(_to_attempt(a) for a in attempts),
+    )
+
+
+def _to_attempt(row: AttemptRow) -> Attempt:
+    start = to_datetime(row.start_time)
+    assert start is not None
+    return Attempt(
+        number=row.attempt_number,
+        start_time=start,
+        request_url=row.request_url,
+        request_headers=json.loads(row.request_headers),
+        response_code=row.response_code,
+        response_headers=json.loads(row.response_headers),
+        response_body=row.response_body,
+        duration=row.duration,
+        error=row.error,
+    )
+
+
+def prune(before: float, idempotency_before: float) -> int:
+    """Deletes events and deliveries created before `before`; returns how many deliveries went."""
+    with transaction():
+        old_events = EventRow.select(EventRow.id).where(EventRow.create_time < before)
+        gone = int(
+            DeliveryRow.delete().where((DeliveryRow.create_time < before) | DeliveryRow.event.in_(old_events)).execute()
+        )
+        EventRow.delete().where(EventRow.create_time < before).execute()
+        idempotency.forget_before(idempotency_before)
+        return gone
+
+
+def count_pending() -> int:
+    return int(DeliveryRow.select().where(DeliveryRow.state == PENDING).count())

@@ -1,0 +1,86 @@
+"""Publishing: the event and its deliveries stored in one transaction."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from webhook_service.domain.model import Event, Webhook
+from webhook_service.store import idempotency, webhooks
+from webhook_service.store.database import transaction
+from webhook_service.store.models import DeliveryRow, EventRow
+from webhook_service.store.times import now
+
+# How long a PublishEvent request_id is remembered.
+IDEMPOTENCY_WINDOW = 24 * 3600.0
+
+
+@dataclass(frozen=True)
+class Published:
+    event_id: str
+    deliveries: tuple[str, ...]
+
+
+def new_id() -> str:
+    return secrets.token_hex(12)
+
+
+def publish(
+    event: Event,
+    kind: str,
+    route: Callable[[list[Webhook]], list[tuple[Webhook, bytes]]],
+    first_delay: float,
+    request_id: str = "",
+) -> Published:
+    """Stores `event` and a delivery for each webhook, with its body, that `route` picks among the stack's active ones.
+
+    Routing runs inside the transaction, so a webhook created or deactivated
+    concurrently is either fully in or fully out.
+    """
+    with transaction():
+        moment = now()
+        if request_id:
+            earlier = idempotency.recall(idempotency.PUBLISH_EVENT, request_id, moment - IDEMPOTENCY_WINDOW)
+            if earlier is not None:
+                answer = json.loads(earlier)
+                return Published(answer["event_id"], tuple(answer["deliveries"]))
+        candidates = webhooks.active_for_stack(event.parent)
+        row_ids = {w.name: row_id for row_id, w in candidates}
+        outgoing = route([w for _, w in candidates])
+        event_row = EventRow.create(
+            event_id=new_id(),
+            organization=event.organization_name,
+            project=event.project,
+            stack=event.stack,
+            kind=kind,
+            create_time=moment,
+        )
+        names = []
+        rows = []
+        for webhook, payload in outgoing:
+            delivery_id = new_id()
+            names.append(f"{webhook.name}/deliveries/{delivery_id}")
+            rows.append(
+                {
+                    "delivery_id": delivery_id,
+                    "webhook": row_ids[webhook.name],
+                    "event": event_row.id,
+                    "kind": kind,
+                    "payload": payload,
+                    "state": "pending",
+                    "next_attempt_time": moment + first_delay,
+                    "create_time": moment,
+                }
+            )
+        if rows:
+            DeliveryRow.insert_many(rows).execute()
+        published = Published(event_row.event_id, tuple(names))
+        if request_id:
+            idempotency.remember(
+                idempotency.PUBLISH_EVENT,
+                request_id,
+                json.dumps({"event_id": published.event_id, "deliveries": list(published.deliveries)}),
+            )
+        return published
