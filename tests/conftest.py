@@ -1,12 +1,15 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from tests.support.receiver import Receiver
 from tests.support.running import RunningServer
+from webhook_service.dispatch.settings import DispatchSettings
 from webhook_service.server import ServerSettings
 from webhooks_client import Client
 
@@ -34,3 +37,30 @@ def client(server: RunningServer) -> Iterator[Client]:
 def org() -> str:
     """An organization no other test uses, so tests sharing a server stay independent."""
     return f"org-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture(scope="module")
+def receiver() -> Iterator[Receiver]:
+    started = Receiver()
+    yield started
+    started.close()
+
+
+@pytest.fixture
+def start_server(tmp_path: Path) -> Iterator[Callable[..., RunningServer]]:
+    """Starts servers with non-default dispatch settings on a fresh database; all stop at the end."""
+    started: list[RunningServer] = []
+
+    def start(**dispatch: Any) -> RunningServer:
+        settings = ServerSettings(
+            listen="127.0.0.1:0",
+            database=f"sqlite:///{tmp_path / f'webhooks-{len(started)}.db'}",
+            grace=2.0,
+            dispatch=DispatchSettings(**dispatch),
+        )
+        started.append(RunningServer(settings))
+        return started[-1]
+
+    yield start
+    for running in started:
+        running.stop()

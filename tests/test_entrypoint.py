@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import signal
+import subprocess
+import time
 from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from tests.support.process import ServiceProcess
+from tests import seed
+from tests.helpers import delivery_id, make_webhook, publish, wait_for_delivery
+from tests.support.process import ServiceProcess, webhooks_command
+from tests.support.receiver import Receiver
 from webhooks.v1 import webhook_pb2, webhook_service_pb2
 from webhooks_client import Client
 
@@ -72,3 +77,41 @@ def test_flag_and_environment_errors_exit_non_zero(tmp_path: Path) -> None:
         assert taken.target in clash.log
     finally:
         taken.terminate()
+
+
+def test_api_only_server_and_a_separate_dispatch_process_deliver_together(tmp_path: Path) -> None:
+    receiver = Receiver()
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    api = ServiceProcess(["serve", "--listen", "127.0.0.1:0", "--database", url, "--dispatch-concurrency", "0"])
+    dispatcher: ServiceProcess | None = None
+    try:
+        with Client(api.target) as client:
+            make_webhook(client, "organizations/crazy-adventures", receiver.url("/split"))
+            names = [publish(client, seed.update_event()).deliveries[0] for _ in range(3)]
+            time.sleep(1.0)
+            assert receiver.received("/split") == []
+
+            dispatcher = ServiceProcess(["dispatch", "--database", url], wait_for_port=False)
+            assert dispatcher.wait_for_log("dispatching from database sqlite"), dispatcher.log
+            arrived = receiver.wait_for("/split", 3)
+            assert sorted(r.headers["Pulumi-Webhook-ID"] for r in arrived) == sorted(delivery_id(n) for n in names)
+            for name in names:
+                wait_for_delivery(client, name)
+        assert dispatcher.terminate() == 0
+        assert "dispatcher stopped" in dispatcher.log
+    finally:
+        api.terminate()
+        if dispatcher is not None and dispatcher.process.poll() is None:
+            dispatcher.kill()
+        receiver.close()
+
+
+def test_bad_flags_are_refused_with_the_flag_named() -> None:
+    for args, words in (
+        (["serve", "--delivery-timeout", "soon"], "--delivery-timeout"),
+        (["serve", "--retry-schedule", "0s,x"], "--retry-schedule"),
+        (["dispatch", "--dispatch-concurrency", "0"], "--dispatch-concurrency"),
+    ):
+        done = subprocess.run([webhooks_command(), *args], capture_output=True, text=True, timeout=30)
+        assert done.returncode == 2
+        assert words in done.stderr

@@ -30,7 +30,14 @@ def add_flag(parser: argparse.ArgumentParser, flag: str, help: str, default: Any
     )
 
 
-def positive_int(text: str) -> int:
+def count(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise ValueError(f"{text} is negative")
+    return value
+
+
+def positive_count(text: str) -> int:
     value = int(text)
     if value < 1:
         raise ValueError(f"{text} is not a positive whole number")
@@ -52,10 +59,10 @@ def add_dispatch_flags(parser: argparse.ArgumentParser) -> None:
         "--dispatch-concurrency",
         "deliveries in flight at once, all webhooks together",
         "64",
-        type=positive_int,
+        type=count,
     )
     add_flag(
-        parser, "--webhook-concurrency", "deliveries in flight at once to any one webhook", "16", type=positive_int
+        parser, "--webhook-concurrency", "deliveries in flight at once to any one webhook", "16", type=positive_count
     )
     add_flag(parser, "--delivery-timeout", "time allowed for one HTTP attempt", "15s", type=duration)
     add_flag(
@@ -79,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_flag(serve, "--listen", "gRPC address HOST:PORT; port 0 picks a free port", "127.0.0.1:50051")
     add_dispatch_flags(serve)
 
+    serve.epilog = "--dispatch-concurrency 0 serves the API only, for deployments with separate `webhooks dispatch`."
     dispatch = commands.add_parser("dispatch", help="run only a dispatcher against the database")
     add_dispatch_flags(dispatch)
     return parser
@@ -101,7 +109,10 @@ def settings_from(args: argparse.Namespace) -> ServerSettings:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "dispatch" and args.dispatch_concurrency == 0:
+        parser.error("webhooks dispatch needs --dispatch-concurrency of at least 1")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     settings = settings_from(args)
     process = Server(settings) if args.command == "serve" else DispatchProcess(settings)

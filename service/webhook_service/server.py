@@ -51,9 +51,10 @@ class DispatchProcess:
         db = open_database(self.settings.database)
         self.store = Executor(db, threads=1)
         await self.sender.start()
-        self.dispatcher = Dispatcher(self.store, self.sender, self.settings.dispatch)
-        await self.dispatcher.start()
-        log.info("dispatching from database %s as %s", describe(db), self.dispatcher.owner)
+        if self.settings.dispatch.concurrency > 0:
+            self.dispatcher = Dispatcher(self.store, self.sender, self.settings.dispatch)
+            await self.dispatcher.start()
+            log.info("dispatching from database %s as %s", describe(db), self.dispatcher.owner)
 
     async def stop(self) -> None:
         await self._stop_dispatching()
@@ -80,7 +81,9 @@ class Server(DispatchProcess):
 
     async def start(self) -> None:
         await super().start()
-        assert self.store is not None and self.dispatcher is not None
+        assert self.store is not None
+        # With no dispatcher here (--dispatch-concurrency 0), `webhooks dispatch` processes poll for the work.
+        wake = self.dispatcher.wake if self.dispatcher is not None else _nobody
         server = grpc.aio.server(
             interceptors=[ErrorInterceptor()],
             options=[
@@ -92,7 +95,7 @@ class Server(DispatchProcess):
         )
         webhook_service_pb2_grpc.add_WebhookServiceServicer_to_server(WebhookService(self.store, self.sender), server)
         event_service_pb2_grpc.add_EventServiceServicer_to_server(
-            EventService(self.store, self.settings.dispatch.retry_schedule[0], self.dispatcher.wake), server
+            EventService(self.store, self.settings.dispatch.retry_schedule[0], wake), server
         )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
@@ -121,6 +124,10 @@ class Server(DispatchProcess):
         await asyncio.gather(*stopping)
         await self._close()
         log.info("stopped")
+
+
+def _nobody() -> None:
+    pass
 
 
 async def run_until_signalled(process: DispatchProcess) -> None:
