@@ -1,31 +1,72 @@
-"""The README's grpcurl walk-through, run as written against a real server."""
+"""The README's walk-through, run as written against a real server and the `webhooks receive` receiver."""
 
 from __future__ import annotations
 
 import os
 import re
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+from tests.support.process import ServiceProcess
 from tests.support.running import RunningServer
 
 README = Path(__file__).parent.parent / "README.md"
 
 
-def shell_blocks(section: str) -> str:
+def section(title: str) -> str:
     text = README.read_text()
-    start = text.index(f"## {section}")
+    start = text.index(f"## {title}")
     end = text.find("\n## ", start + 1)
-    return "\n".join(re.findall(r"```sh\n(.*?)```", text[start : end if end > 0 else None], re.S))
+    return text[start : end if end > 0 else None]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
 
 
 def test_walk_through_runs_as_written(server: RunningServer) -> None:
-    script = shell_blocks("Walk-through with grpcurl").replace("127.0.0.1:50051", server.target)
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-    done = subprocess.run(
-        ["bash", "-euo", "pipefail", "-c", script], capture_output=True, text=True, env=env, timeout=60
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert '"display_name": "Everything"' in done.stdout
-    assert '"status": "SERVING"' in done.stdout
+    walk = section("Walk-through with grpcurl")
+    [receive_line] = re.findall(r"```console\n(.*?)\n```", walk, re.S)
+    [script] = re.findall(r"```sh\n(.*?)```", walk, re.S)
+    receiver_address = f"127.0.0.1:{free_port()}"
+    receive_args = receive_line.replace("127.0.0.1:8000", receiver_address).split()[1:]
+    receiver = ServiceProcess(receive_args, wait_for_port=False)
+    try:
+        assert receiver.wait_for_log("receiving on"), receiver.log
+        script = script.replace("127.0.0.1:50051", server.target).replace("127.0.0.1:8000", receiver_address)
+        env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+        done = subprocess.run(
+            ["bash", "-euo", "pipefail", "-c", script], capture_output=True, text=True, env=env, timeout=60
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert '"display_name": "Everything"' in done.stdout
+        assert '"status": "SERVING"' in done.stdout
+        assert '"state": "WEBHOOK_DELIVERY_STATE_SUCCEEDED"' in done.stdout
+        deadline = time.monotonic() + 5
+        while receiver.log.count("signature=valid") < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        # The event, its redelivery and the ping, each signed with the webhook's secret.
+        assert receiver.log.count("kind=stack_update id=") >= 2
+        assert "kind=ping" in receiver.log
+        assert receiver.log.count("signature=valid") >= 3
+        assert "INVALID" not in receiver.log
+        assert '"resourceChanges"' in receiver.log
+    finally:
+        receiver.kill()
+
+
+def test_every_make_target_and_subcommand_in_the_readme_exists() -> None:
+    makefile = (README.parent / "Makefile").read_text()
+    for target in set(re.findall(r"`make (\w+)`", README.read_text())):
+        assert re.search(rf"^{target}:", makefile, re.M), target
+    help_text = subprocess.run(
+        [str(Path(sys.executable).parent / "webhooks"), "--help"], capture_output=True, text=True, check=True
+    ).stdout
+    for command in set(re.findall(r"webhooks (serve|dispatch|receive|\w+) --", README.read_text())):
+        assert command in help_text, command

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import sys
@@ -13,6 +14,7 @@ from typing import Any
 from webhook_service import __version__
 from webhook_service.dispatch.settings import DEFAULT_RETRY_SCHEDULE, DispatchSettings
 from webhook_service.domain.durations import parse_duration, parse_schedule
+from webhook_service.receiver import receive
 from webhook_service.server import DispatchProcess, Server, ServerSettings, run_until_signalled
 
 DEFAULT_DATABASE = "sqlite:///data/webhooks.db"
@@ -89,6 +91,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.epilog = "--dispatch-concurrency 0 serves the API only, for deployments with separate `webhooks dispatch`."
     dispatch = commands.add_parser("dispatch", help="run only a dispatcher against the database")
     add_dispatch_flags(dispatch)
+
+    receive = commands.add_parser("receive", help="print deliveries posted to HOST:PORT, checking signatures")
+    add_flag(receive, "--listen", "HTTP address HOST:PORT to receive on", "127.0.0.1:8000")
+    add_flag(receive, "--secret", "the webhook's secret, to check Pulumi-Webhook-Signature", "")
     return parser
 
 
@@ -114,6 +120,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "dispatch" and args.dispatch_concurrency == 0:
         parser.error("webhooks dispatch needs --dispatch-concurrency of at least 1")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    if args.command == "receive":
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(receive(args.listen, args.secret))
+        return 0
     settings = settings_from(args)
     process = Server(settings) if args.command == "serve" else DispatchProcess(settings)
     try:
