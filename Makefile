@@ -9,13 +9,15 @@ PROTOS := $(wildcard protos/webhooks/v1/*.proto)
 BUF_VERSION := 1.75.0
 BUF := .tools/node_modules/.bin/buf
 LISTEN ?= 127.0.0.1:50051
+# Opens loopback to the request-forgery guard, for the walk-through's local receiver.
+ALLOW_NETWORK ?= 127.0.0.0/8
 
 .PHONY: setup run test lint proto bench clean
 
 setup: $(VENV)/.installed
 
 run: setup
-	$(BIN)/webhooks serve --listen $(LISTEN)
+	WEBHOOKS_ALLOW_NETWORK="$(ALLOW_NETWORK)" $(BIN)/webhooks serve --listen $(LISTEN)
 
 test: setup lint
 	$(BIN)/python -m pytest

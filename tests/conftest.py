@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -8,28 +9,22 @@ from typing import Any
 import pytest
 
 from tests.support.receiver import Receiver
-from tests.support.running import RunningServer
+from tests.support.running import LOOPBACK, RunningServer, settings_in
 from webhook_service.dispatch.settings import DispatchSettings
 from webhook_service.server import ServerSettings
 from webhooks_client import Client
 
 
 @pytest.fixture(scope="module")
-def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
-    path: Path = tmp_path_factory.mktemp("db") / "webhooks.db"
-    return f"sqlite:///{path}"
-
-
-@pytest.fixture(scope="module")
-def server(database_url: str) -> Iterator[RunningServer]:
-    running = RunningServer(ServerSettings(listen="127.0.0.1:0", database=database_url))
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    running = RunningServer(settings_in(tmp_path_factory.mktemp("server")))
     yield running
     running.stop()
 
 
 @pytest.fixture(scope="module")
 def client(server: RunningServer) -> Iterator[Client]:
-    with Client(server.target) as connected:
+    with server.client() as connected:
         yield connected
 
 
@@ -51,14 +46,13 @@ def start_server(tmp_path: Path) -> Iterator[Callable[..., RunningServer]]:
     """Starts servers with non-default dispatch settings on a fresh database; all stop at the end."""
     started: list[RunningServer] = []
 
-    def start(**dispatch: Any) -> RunningServer:
-        settings = ServerSettings(
-            listen="127.0.0.1:0",
-            database=f"sqlite:///{tmp_path / f'webhooks-{len(started)}.db'}",
-            grace=2.0,
-            dispatch=DispatchSettings(**dispatch),
-        )
-        started.append(RunningServer(settings))
+    def start(**options: Any) -> RunningServer:
+        """Options naming a ServerSettings field set it; the rest are DispatchSettings."""
+        options.setdefault("allow_network", LOOPBACK)
+        server_fields = {f.name for f in dataclasses.fields(ServerSettings)}
+        overrides = {key: value for key, value in options.items() if key in server_fields}
+        dispatch = DispatchSettings(**{key: value for key, value in options.items() if key not in server_fields})
+        started.append(RunningServer(settings_in(tmp_path / f"server-{len(started)}", dispatch, **overrides)))
         return started[-1]
 
     yield start

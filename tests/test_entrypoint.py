@@ -23,9 +23,11 @@ NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
 def test_console_script_serves_health_and_stops_gracefully_on_sigterm(tmp_path: Path) -> None:
     database = tmp_path / "nested" / "hooks.db"
-    service = ServiceProcess(["serve", "--listen", "127.0.0.1:0"], env={"WEBHOOKS_DATABASE": f"sqlite:///{database}"})
+    service = ServiceProcess(
+        ["serve", "--listen", "127.0.0.1:0"], env={"WEBHOOKS_DATABASE": f"sqlite:///{database}"}, cwd=tmp_path
+    )
     try:
-        assert f"listening on 127.0.0.1:{service.port}, database sqlite {database}" in service.log
+        assert f"listening on 127.0.0.1:{service.port} (plaintext), database sqlite {database}" in service.log
         with grpc.insecure_channel(service.target) as channel:
             health = health_pb2_grpc.HealthStub(channel)
             assert health.Check(health_pb2.HealthCheckRequest()).status == SERVING
@@ -46,8 +48,8 @@ def test_console_script_serves_health_and_stops_gracefully_on_sigterm(tmp_path: 
 
 def test_data_survives_a_restart_on_the_same_database_file(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'hooks.db'}"
-    first = ServiceProcess(["serve", "--listen", "127.0.0.1:0", "--database", url])
-    with Client(first.target) as client:
+    first = ServiceProcess(["serve", "--listen", "127.0.0.1:0", "--database", url], cwd=tmp_path)
+    with Client(first.target, token=first.admin_token) as client:
         made = client.webhooks.CreateWebhook(
             webhook_service_pb2.CreateWebhookRequest(
                 parent="organizations/acme",
@@ -56,21 +58,24 @@ def test_data_survives_a_restart_on_the_same_database_file(tmp_path: Path) -> No
         )
     assert first.terminate() == 0
 
-    second = ServiceProcess(["serve", "--listen", "127.0.0.1:0", "--database", url])
+    second = ServiceProcess(["serve", "--listen", "127.0.0.1:0", "--database", url], cwd=tmp_path)
     try:
-        with Client(second.target) as client:
+        with Client(second.target, token=second.admin_token) as client:
             assert client.webhooks.GetWebhook(webhook_service_pb2.GetWebhookRequest(name=made.name)) == made
     finally:
         assert second.terminate() == 0
 
 
 def test_flag_and_environment_errors_exit_non_zero(tmp_path: Path) -> None:
-    taken = ServiceProcess(["serve", "--listen", "127.0.0.1:0", "--database", f"sqlite:///{tmp_path / 'a.db'}"])
+    taken = ServiceProcess(
+        ["serve", "--listen", "127.0.0.1:0", "--database", f"sqlite:///{tmp_path / 'a.db'}"], cwd=tmp_path
+    )
     try:
         clash = ServiceProcess(
             ["serve", "--database", f"sqlite:///{tmp_path / 'b.db'}"],
             env={"WEBHOOKS_LISTEN": taken.target},
             wait_for_port=False,
+            cwd=tmp_path,
         )
         assert clash.process.wait(30) != 0
         clash._reader.join(5)
@@ -82,16 +87,22 @@ def test_flag_and_environment_errors_exit_non_zero(tmp_path: Path) -> None:
 def test_api_only_server_and_a_separate_dispatch_process_deliver_together(tmp_path: Path) -> None:
     receiver = Receiver()
     url = f"sqlite:///{tmp_path / 'shared.db'}"
-    api = ServiceProcess(["serve", "--listen", "127.0.0.1:0", "--database", url, "--dispatch-concurrency", "0"])
+    api = ServiceProcess(
+        ["serve", "--listen", "127.0.0.1:0", "--database", url, "--dispatch-concurrency", "0"],
+        env={"WEBHOOKS_ALLOW_NETWORK": "127.0.0.0/8,::1/128"},
+        cwd=tmp_path,
+    )
     dispatcher: ServiceProcess | None = None
     try:
-        with Client(api.target) as client:
+        with Client(api.target, token=api.admin_token) as client:
             make_webhook(client, "organizations/crazy-adventures", receiver.url("/split"))
             names = [publish(client, seed.update_event()).deliveries[0] for _ in range(3)]
             time.sleep(1.0)
             assert receiver.received("/split") == []
 
-            dispatcher = ServiceProcess(["dispatch", "--database", url], wait_for_port=False)
+            dispatcher = ServiceProcess(
+                ["dispatch", "--database", url, "--allow-network", "127.0.0.0/8"], wait_for_port=False, cwd=tmp_path
+            )
             assert dispatcher.wait_for_log("dispatching from database sqlite"), dispatcher.log
             arrived = receiver.wait_for("/split", 3)
             assert sorted(r.headers["Pulumi-Webhook-ID"] for r in arrived) == sorted(delivery_id(n) for n in names)

@@ -41,7 +41,11 @@ def test_create_with_json_body_then_get(server: RunningServer, org: str) -> None
             "filters": ["WEBHOOK_FILTER_DEPLOYMENT_FAILED", "WEBHOOK_FILTER_UPDATE_FAILED"],
         },
     }
-    created = grpcurl("-d", json.dumps(body), server.target, "webhooks.v1.WebhookService/CreateWebhook")
+    auth = ("-H", f"authorization: Bearer {server.admin_token}")
+    anonymous = grpcurl("-d", json.dumps(body), server.target, "webhooks.v1.WebhookService/CreateWebhook")
+    assert anonymous.returncode != 0
+    assert "Unauthenticated" in anonymous.stderr
+    created = grpcurl(*auth, "-d", json.dumps(body), server.target, "webhooks.v1.WebhookService/CreateWebhook")
     assert created.returncode == 0, created.stderr
     webhook = json.loads(created.stdout)
     name = f"organizations/{org}/projects/website/stacks/prod/webhooks/deploys"
@@ -49,10 +53,10 @@ def test_create_with_json_body_then_get(server: RunningServer, org: str) -> None
     assert webhook["has_secret"] is True
     assert "never-shown" not in created.stdout
 
-    got = grpcurl("-d", json.dumps({"name": name}), server.target, "webhooks.v1.WebhookService/GetWebhook")
+    got = grpcurl(*auth, "-d", json.dumps({"name": name}), server.target, "webhooks.v1.WebhookService/GetWebhook")
     assert got.returncode == 0, got.stderr
     assert json.loads(got.stdout) == webhook
 
-    bad = grpcurl("-d", json.dumps({"name": "nope"}), server.target, "webhooks.v1.WebhookService/GetWebhook")
+    bad = grpcurl(*auth, "-d", json.dumps({"name": "nope"}), server.target, "webhooks.v1.WebhookService/GetWebhook")
     assert bad.returncode != 0
     assert "InvalidArgument" in bad.stderr

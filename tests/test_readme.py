@@ -39,7 +39,11 @@ def test_walk_through_runs_as_written(server: RunningServer) -> None:
     receiver = ServiceProcess(receive_args, wait_for_port=False)
     try:
         assert receiver.wait_for_log("receiving on"), receiver.log
-        script = script.replace("127.0.0.1:50051", server.target).replace("127.0.0.1:8000", receiver_address)
+        script = (
+            script.replace("127.0.0.1:50051", server.target)
+            .replace("127.0.0.1:8000", receiver_address)
+            .replace("data/admin-token", str(server.settings.admin_token_file))
+        )
         env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
         done = subprocess.run(
             ["bash", "-euo", "pipefail", "-c", script], capture_output=True, text=True, env=env, timeout=60
@@ -61,6 +65,19 @@ def test_walk_through_runs_as_written(server: RunningServer) -> None:
         receiver.kill()
 
 
+def test_token_commands_run_as_written(tmp_path: Path) -> None:
+    [script] = re.findall(r"```sh\n(.*?)```", section("Security"), re.S)
+    script = script.replace(".venv/bin/webhooks", str(Path(sys.executable).parent / "webhooks"))
+    done = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script], capture_output=True, text=True, cwd=tmp_path, timeout=60
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.count("created token") == 2
+    assert "publisher  acme" in done.stdout
+    assert "reader     *" in done.stdout
+    assert "revoked token" in done.stdout
+
+
 def test_every_make_target_and_subcommand_in_the_readme_exists() -> None:
     makefile = (README.parent / "Makefile").read_text()
     for target in set(re.findall(r"`make (\w+)`", README.read_text())):
@@ -68,5 +85,5 @@ def test_every_make_target_and_subcommand_in_the_readme_exists() -> None:
     help_text = subprocess.run(
         [str(Path(sys.executable).parent / "webhooks"), "--help"], capture_output=True, text=True, check=True
     ).stdout
-    for command in set(re.findall(r"webhooks (serve|dispatch|receive|\w+) --", README.read_text())):
-        assert command in help_text, command
+    for command in set(re.findall(r"bin/webhooks (\w+) |^webhooks (\w+) ", README.read_text(), re.M)):
+        assert "".join(command) in help_text, command

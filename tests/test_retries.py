@@ -25,7 +25,7 @@ Start = Callable[..., RunningServer]
 
 
 def connect(start_server: Start, **dispatch: Any) -> Client:
-    return Client(start_server(**dispatch).target)
+    return start_server(**dispatch).client()
 
 
 def test_fails_twice_then_succeeds_on_the_schedule(start_server: Start, receiver: Receiver) -> None:

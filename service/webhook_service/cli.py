@@ -9,15 +9,22 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from webhook_service import __version__
 from webhook_service.dispatch.settings import DEFAULT_RETRY_SCHEDULE, DispatchSettings
+from webhook_service.domain.access import Role, parse_organizations
 from webhook_service.domain.durations import parse_duration, parse_schedule
+from webhook_service.domain.errors import NotFound
+from webhook_service.domain.network import parse_networks
 from webhook_service.receiver import receive
-from webhook_service.server import DispatchProcess, Server, ServerSettings, run_until_signalled
+from webhook_service.server import DispatchProcess, Server, ServerSettings, TlsSettings, run_until_signalled
+from webhook_service.store import tokens
+from webhook_service.store.database import open_database
 
 DEFAULT_DATABASE = "sqlite:///data/webhooks.db"
+TRUE_WORDS = ("1", "true", "yes", "on")
 
 
 def env_name(flag: str) -> str:
@@ -27,9 +34,16 @@ def env_name(flag: str) -> str:
 def add_flag(parser: argparse.ArgumentParser, flag: str, help: str, default: Any = None, **kwargs: Any) -> None:
     """A flag whose default comes from its environment variable when that is set."""
     env = env_name(flag)
-    parser.add_argument(
-        flag, default=os.environ.get(env, default), help=f"{help} (env {env}; default %(default)s)", **kwargs
-    )
+    shown = f" (env {env}; default %(default)s)"
+    if kwargs.get("action") == "store_true":
+        default = os.environ.get(env, "").lower() in TRUE_WORDS
+    elif kwargs.get("action") == "append":
+        # A repeatable flag takes a comma-separated list from its variable.
+        from_env = os.environ.get(env)
+        default = from_env.split(",") if from_env else default
+    else:
+        default = os.environ.get(env, default)
+    parser.add_argument(flag, default=default, help=help + shown, **kwargs)
 
 
 def count(text: str) -> int:
@@ -46,6 +60,13 @@ def positive_count(text: str) -> int:
     return value
 
 
+def rate(text: str) -> float:
+    value = float(text)
+    if value < 0:
+        raise ValueError(f"{text} is negative")
+    return value
+
+
 def duration(text: str) -> float:
     return parse_duration(text)
 
@@ -54,29 +75,31 @@ def schedule(text: str) -> tuple[float, ...]:
     return parse_schedule(text)
 
 
-def add_dispatch_flags(parser: argparse.ArgumentParser) -> None:
+def add_database_flag(parser: argparse.ArgumentParser) -> None:
     add_flag(parser, "--database", "peewee database URL", DEFAULT_DATABASE)
-    add_flag(
-        parser,
-        "--dispatch-concurrency",
-        "deliveries in flight at once, all webhooks together",
-        "64",
-        type=count,
-    )
+
+
+def add_dispatch_flags(parser: argparse.ArgumentParser) -> None:
+    add_database_flag(parser)
+    add_flag(parser, "--dispatch-concurrency", "deliveries in flight at once, all webhooks together", "64", type=count)
     add_flag(
         parser, "--webhook-concurrency", "deliveries in flight at once to any one webhook", "16", type=positive_count
     )
     add_flag(parser, "--delivery-timeout", "time allowed for one HTTP attempt", "15s", type=duration)
     add_flag(
-        parser,
-        "--retry-schedule",
-        "delays before each attempt, comma-separated",
-        DEFAULT_RETRY_SCHEDULE,
-        type=schedule,
+        parser, "--retry-schedule", "delays before each attempt, comma-separated", DEFAULT_RETRY_SCHEDULE, type=schedule
     )
     add_flag(parser, "--disable-after", "continuous failure before a webhook is deactivated", "5d", type=duration)
     add_flag(parser, "--retention", "how long events and deliveries are kept", "30d", type=duration)
     add_flag(parser, "--grace", "time given to in-flight calls and deliveries on shutdown", "10s", type=duration)
+    add_flag(parser, "--secret-key-file", "key that encrypts webhook secrets at rest", "data/secret.key", type=Path)
+    add_flag(
+        parser,
+        "--allow-network",
+        "CIDR the request-forgery guard lets deliveries reach (repeatable; env comma-separated)",
+        [],
+        action="append",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -84,25 +107,67 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    serve = commands.add_parser("serve", help="run the gRPC server and a dispatcher")
+    serve = commands.add_parser(
+        "serve",
+        help="run the gRPC server and a dispatcher",
+        epilog="--dispatch-concurrency 0 serves the API only, for deployments with separate `webhooks dispatch`.",
+    )
     add_flag(serve, "--listen", "gRPC address HOST:PORT; port 0 picks a free port", "127.0.0.1:50051")
     add_dispatch_flags(serve)
+    add_flag(
+        serve, "--insecure-no-auth", "serve without authentication (every caller is an admin)", action="store_true"
+    )
+    add_flag(serve, "--admin-token-file", "where the first start writes its admin token", "data/admin-token", type=Path)
+    add_flag(serve, "--rate-limit", "requests a second allowed per token; 0 for no limit", "1000", type=rate)
+    add_flag(serve, "--tls-cert", "PEM certificate chain: serve TLS", type=Path)
+    add_flag(serve, "--tls-key", "PEM private key of --tls-cert", type=Path)
+    add_flag(serve, "--tls-client-ca", "PEM CA bundle: require client certificates it signed", type=Path)
 
-    serve.epilog = "--dispatch-concurrency 0 serves the API only, for deployments with separate `webhooks dispatch`."
     dispatch = commands.add_parser("dispatch", help="run only a dispatcher against the database")
     add_dispatch_flags(dispatch)
 
-    receive = commands.add_parser("receive", help="print deliveries posted to HOST:PORT, checking signatures")
-    add_flag(receive, "--listen", "HTTP address HOST:PORT to receive on", "127.0.0.1:8000")
-    add_flag(receive, "--secret", "the webhook's secret, to check Pulumi-Webhook-Signature", "")
+    token_commands = commands.add_parser("tokens", help="manage API tokens").add_subparsers(
+        dest="tokens_command", required=True
+    )
+    create = token_commands.add_parser("create", help="make a token; it is printed once, on the last line")
+    add_database_flag(create)
+    create.add_argument("--role", required=True, choices=[role.value for role in Role])
+    create.add_argument(
+        "--organization", action="append", default=[], help="an organization it may touch (repeatable); * for all"
+    )
+    create.add_argument("--description", default="", help="a note saying what the token is for")
+    listing = token_commands.add_parser("list", help="show tokens (never the tokens themselves)")
+    add_database_flag(listing)
+    revoke = token_commands.add_parser("revoke", help="revoke a token by its ID")
+    add_database_flag(revoke)
+    revoke.add_argument("token_id")
+
+    receive_command = commands.add_parser("receive", help="print deliveries posted to HOST:PORT, checking signatures")
+    add_flag(receive_command, "--listen", "HTTP address HOST:PORT to receive on", "127.0.0.1:8000")
+    add_flag(receive_command, "--secret", "the webhook's secret, to check Pulumi-Webhook-Signature", "")
     return parser
 
 
-def settings_from(args: argparse.Namespace) -> ServerSettings:
+def settings_from(args: argparse.Namespace, parser: argparse.ArgumentParser) -> ServerSettings:
+    tls = None
+    if getattr(args, "tls_cert", None) or getattr(args, "tls_key", None):
+        if not (args.tls_cert and args.tls_key):
+            parser.error("--tls-cert and --tls-key go together")
+        tls = TlsSettings(args.tls_cert, args.tls_key, args.tls_client_ca)
+    elif getattr(args, "tls_client_ca", None):
+        parser.error("--tls-client-ca needs --tls-cert and --tls-key")
+    try:
+        allowed = parse_networks(args.allow_network)
+    except ValueError as error:
+        parser.error(f"--allow-network: {error}")
     return ServerSettings(
         listen=getattr(args, "listen", ""),
         database=args.database,
         grace=args.grace,
+        secret_key_file=args.secret_key_file,
+        admin_token_file=None if getattr(args, "insecure_no_auth", False) else getattr(args, "admin_token_file", None),
+        rate_limit=getattr(args, "rate_limit", 0.0),
+        tls=tls,
         dispatch=DispatchSettings(
             concurrency=args.dispatch_concurrency,
             per_webhook=args.webhook_concurrency,
@@ -110,25 +175,66 @@ def settings_from(args: argparse.Namespace) -> ServerSettings:
             retry_schedule=args.retry_schedule,
             disable_after=args.disable_after,
             retention=args.retention,
+            allow_network=allowed,
         ),
     )
+
+
+def run_tokens(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    db = open_database(args.database)
+    with db.connection_context():
+        if args.tokens_command == "create":
+            try:
+                organizations = parse_organizations(args.organization)
+            except ValueError as error:
+                parser.error(str(error))
+            info, token = tokens.create(Role(args.role), organizations, args.description)
+            print(f"created token {info.principal.token_id}: role {info.principal.role}, {_scope(info)}")
+            print("the token is shown once; keep it safe:")
+            print(token)
+        elif args.tokens_command == "list":
+            print(f"{'ID':14} {'ROLE':10} {'ORGANIZATIONS':24} {'CREATED':26} {'REVOKED':26} DESCRIPTION")
+            for info in tokens.list_all():
+                print(
+                    f"{info.principal.token_id:14} {info.principal.role:10} {_scope(info):24} "
+                    f"{_when(info.create_time):26} {_when(info.revoke_time):26} {info.description}"
+                )
+        else:
+            try:
+                info = tokens.revoke(args.token_id)
+            except NotFound as error:
+                print(f"webhooks tokens revoke: {error}", file=sys.stderr)
+                return 1
+            print(f"revoked token {info.principal.token_id}")
+    return 0
+
+
+def _scope(info: tokens.TokenInfo) -> str:
+    organizations = info.principal.organizations
+    return "*" if organizations is None else ",".join(sorted(organizations))
+
+
+def _when(moment: Any) -> str:
+    return "-" if moment is None else moment.isoformat(timespec="seconds")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command == "dispatch" and args.dispatch_concurrency == 0:
-        parser.error("webhooks dispatch needs --dispatch-concurrency of at least 1")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     if args.command == "receive":
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(receive(args.listen, args.secret))
         return 0
-    settings = settings_from(args)
+    if args.command == "tokens":
+        return run_tokens(args, parser)
+    if args.command == "dispatch" and args.dispatch_concurrency == 0:
+        parser.error("webhooks dispatch needs --dispatch-concurrency of at least 1")
+    settings = settings_from(args, parser)
     process = Server(settings) if args.command == "serve" else DispatchProcess(settings)
     try:
         asyncio.run(run_until_signalled(process))
-    except RuntimeError as error:
+    except (RuntimeError, OSError, ValueError) as error:
         logging.getLogger("webhooks").error("%s", error)
         return 1
     return 0

@@ -6,19 +6,26 @@ import asyncio
 import logging
 import signal
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 
+from webhook_service.api.auth import Authenticator, AuthInterceptor
 from webhook_service.api.errors import ErrorInterceptor
 from webhook_service.api.event_service import EventService
 from webhook_service.api.webhook_service import WebhookService
 from webhook_service.dispatch.pool import Dispatcher
 from webhook_service.dispatch.sender import Sender
 from webhook_service.dispatch.settings import DispatchSettings
+from webhook_service.domain.access import Principal
+from webhook_service.domain.limits import MAX_REQUEST_BYTES
+from webhook_service.files import write_private
+from webhook_service.store import secrets, tokens, webhooks
 from webhook_service.store.database import Executor, describe, open_database
+from webhook_service.store.secrets import load_key
 from webhooks.v1 import event_service_pb2, event_service_pb2_grpc, webhook_service_pb2, webhook_service_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -27,7 +34,20 @@ SERVICE_NAMES = (
     webhook_service_pb2.DESCRIPTOR.services_by_name["WebhookService"].full_name,
     event_service_pb2.DESCRIPTOR.services_by_name["EventService"].full_name,
 )
-MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+
+
+@dataclass
+class TlsSettings:
+    cert: Path
+    key: Path
+    # With a client CA, callers must present a certificate it signed (mutual TLS).
+    client_ca: Path | None = None
+
+    def credentials(self) -> grpc.ServerCredentials:
+        ca = self.client_ca.read_bytes() if self.client_ca else None
+        return grpc.ssl_server_credentials(
+            [(self.key.read_bytes(), self.cert.read_bytes())], root_certificates=ca, require_client_auth=ca is not None
+        )
 
 
 @dataclass
@@ -36,6 +56,11 @@ class ServerSettings:
     database: str = "sqlite:///data/webhooks.db"
     grace: float = 10.0
     dispatch: DispatchSettings = field(default_factory=DispatchSettings)
+    secret_key_file: Path = Path("data/secret.key")
+    # None serves without authentication (--insecure-no-auth).
+    admin_token_file: Path | None = Path("data/admin-token")
+    rate_limit: float = 1000.0
+    tls: TlsSettings | None = None
 
 
 class DispatchProcess:
@@ -44,12 +69,19 @@ class DispatchProcess:
     def __init__(self, settings: ServerSettings) -> None:
         self.settings = settings
         self.store: Executor | None = None
-        self.sender = Sender(settings.dispatch.delivery_timeout)
+        self.sender = Sender(settings.dispatch.delivery_timeout, settings.dispatch.allow_network)
         self.dispatcher: Dispatcher | None = None
 
     async def start(self) -> None:
+        key, made = load_key(self.settings.secret_key_file)
+        if made:
+            log.info("created the key that encrypts webhook secrets: %s", self.settings.secret_key_file)
+        secrets.configure(key)
         db = open_database(self.settings.database)
         self.store = Executor(db, threads=1)
+        sealed = await self.store.run(webhooks.prepare_secrets)
+        if sealed:
+            log.info("encrypted %d webhook secrets stored in clear by an earlier release", sealed)
         await self.sender.start()
         if self.settings.dispatch.concurrency > 0:
             self.dispatcher = Dispatcher(self.store, self.sender, self.settings.dispatch)
@@ -85,12 +117,11 @@ class Server(DispatchProcess):
         # With no dispatcher here (--dispatch-concurrency 0), `webhooks dispatch` processes poll for the work.
         wake = self.dispatcher.wake if self.dispatcher is not None else _nobody
         server = grpc.aio.server(
-            interceptors=[ErrorInterceptor()],
+            interceptors=[ErrorInterceptor(), AuthInterceptor(await self._authenticator(), self.settings.rate_limit)],
             options=[
                 # A second server on a taken port must fail, not silently share it.
                 ("grpc.so_reuseport", 0),
-                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.max_receive_message_length", MAX_REQUEST_BYTES),
             ],
         )
         webhook_service_pb2_grpc.add_WebhookServiceServicer_to_server(WebhookService(self.store, self.sender), server)
@@ -102,8 +133,12 @@ class Server(DispatchProcess):
             (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
             server,
         )
+        tls = self.settings.tls
         try:
-            self.port = server.add_insecure_port(self.settings.listen)
+            if tls is None:
+                self.port = server.add_insecure_port(self.settings.listen)
+            else:
+                self.port = server.add_secure_port(self.settings.listen, tls.credentials())
         except RuntimeError as error:
             await super().stop()
             raise RuntimeError(f"cannot listen on {self.settings.listen}: {error}") from None
@@ -112,7 +147,26 @@ class Server(DispatchProcess):
         for name in ("", *SERVICE_NAMES):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         host = self.settings.listen.rsplit(":", 1)[0]
-        log.info("listening on %s:%d, database %s", host, self.port, describe(self.store.db))
+        transport = "plaintext" if tls is None else ("mutual TLS" if tls.client_ca else "TLS")
+        log.info("listening on %s:%d (%s), database %s", host, self.port, transport, describe(self.store.db))
+
+    async def _authenticator(self) -> Authenticator | None:
+        """The token checker; on a first start it also makes the first admin token and says where it is."""
+        assert self.store is not None
+        token_file = self.settings.admin_token_file
+        if token_file is None:
+            log.warning("serving WITHOUT authentication (--insecure-no-auth): every caller is an admin")
+            return None
+        first = await self.store.run(tokens.create_first_admin)
+        if first is not None:
+            write_private(token_file, first + "\n")
+            log.info("created the first admin token; it is in %s (readable by its owner only)", token_file.resolve())
+        store = self.store
+
+        async def lookup(token: str) -> Principal | None:
+            return await store.run(tokens.find, token)
+
+        return Authenticator(lookup)
 
     async def stop(self) -> None:
         """Health says NOT_SERVING first, so balancers stop sending; new calls are refused while

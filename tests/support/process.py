@@ -29,7 +29,15 @@ def webhooks_command() -> str:
 class ServiceProcess:
     """`webhooks serve` (or another subcommand) with its log collected; `port` is read from its start line."""
 
-    def __init__(self, args: Sequence[str], env: dict[str, str] | None = None, wait_for_port: bool = True) -> None:
+    def __init__(
+        self,
+        args: Sequence[str],
+        env: dict[str, str] | None = None,
+        wait_for_port: bool = True,
+        cwd: Path | None = None,
+    ) -> None:
+        """Runs in `cwd`, where the service keeps its default `data/` files (key, admin token)."""
+        self.cwd = cwd
         self.lines: list[str] = []
         self.process = subprocess.Popen(
             [webhooks_command(), *args],
@@ -37,6 +45,7 @@ class ServiceProcess:
             stderr=subprocess.STDOUT,
             text=True,
             env={**os.environ, **(env or {})},
+            cwd=cwd,
         )
         self._listening = threading.Event()
         self.port = 0
@@ -56,6 +65,11 @@ class ServiceProcess:
             if match and not self._listening.is_set():
                 self.port = int(match[2])
                 self._listening.set()
+
+    @property
+    def admin_token(self) -> str:
+        assert self.cwd is not None
+        return (self.cwd / "data" / "admin-token").read_text().strip()
 
     @property
     def log(self) -> str:

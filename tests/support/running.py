@@ -5,9 +5,13 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Coroutine
+from pathlib import Path
 from typing import Any, TypeVar
 
+from webhook_service.dispatch.settings import DispatchSettings
+from webhook_service.domain.network import parse_networks
 from webhook_service.server import Server, ServerSettings
+from webhooks_client import Client
 
 T = TypeVar("T")
 
@@ -28,6 +32,26 @@ class BackgroundLoop:
         self._thread.join(5)
 
 
+# Tests' receivers listen on loopback, which the request-forgery guard refuses unless allowed.
+LOOPBACK = parse_networks(["127.0.0.0/8", "::1/128"])
+
+
+def settings_in(folder: Path, dispatch: DispatchSettings | None = None, **overrides: Any) -> ServerSettings:
+    """Settings whose database, key and admin token live in `folder`, on a free port."""
+    folder.mkdir(parents=True, exist_ok=True)
+    return ServerSettings(
+        **{
+            "listen": "127.0.0.1:0",
+            "database": f"sqlite:///{folder / 'webhooks.db'}",
+            "secret_key_file": folder / "secret.key",
+            "admin_token_file": folder / "admin-token",
+            "grace": 2.0,
+            "dispatch": dispatch or DispatchSettings(allow_network=LOOPBACK),
+            **overrides,
+        }
+    )
+
+
 class RunningServer:
     def __init__(self, settings: ServerSettings) -> None:
         self.settings = settings
@@ -37,6 +61,16 @@ class RunningServer:
         self.port = self.server.port
         self.target = f"127.0.0.1:{self.port}"
 
+    @property
+    def admin_token(self) -> str:
+        assert self.settings.admin_token_file is not None, "this server runs without authentication"
+        return self.settings.admin_token_file.read_text().strip()
+
+    def client(self, token: str | None = None) -> Client:
+        """A client with `token`, or with the admin token the server made at its first start."""
+        return Client(self.target, token=token if token is not None else self.admin_token)
+
     def stop(self) -> None:
-        self._loop.run(self.server.stop())
-        self._loop.close()
+        if self._loop.loop.is_running():
+            self._loop.run(self.server.stop())
+            self._loop.close()

@@ -11,6 +11,7 @@ from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+from webhook_service.api.handlers import Context, Handler
 from webhook_service.domain import errors
 
 log = logging.getLogger(__name__)
@@ -39,11 +40,14 @@ def to_status(error: errors.ServiceError) -> grpc.Status:
             )
         )
         status.details.append(detail)
+    if isinstance(error, errors.ResourceExhausted) and error.retry_after is not None:
+        hint = error_details_pb2.RetryInfo()
+        hint.retry_delay.FromNanoseconds(round(error.retry_after * 1e9))
+        detail = any_pb2.Any()
+        detail.Pack(hint)
+        status.details.append(detail)
     converted: grpc.Status = rpc_status.to_status(status)
     return converted
-
-
-Handler = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]
 
 
 class ErrorInterceptor(grpc.aio.ServerInterceptor):
@@ -59,11 +63,13 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
         if handler is None or handler.unary_unary is None:
             return handler
         inner = cast(Handler, handler.unary_unary)
+        decode = handler.request_deserializer
         method = handler_call_details.method
 
-        async def guarded(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        # The request arrives as bytes and is decoded here, so a malformed one is INVALID_ARGUMENT, not INTERNAL.
+        async def guarded(raw: bytes, context: Context) -> Any:
             try:
-                return await inner(request, context)
+                return await inner(_decoded(decode, raw), context)
             except errors.ServiceError as error:
                 status = to_status(error)
                 await context.abort(status.code, status.details, status.trailing_metadata)
@@ -73,8 +79,13 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
                 log.exception("%s failed unexpectedly", method)
                 await context.abort(grpc.StatusCode.INTERNAL, "internal error")
 
-        return grpc.unary_unary_rpc_method_handler(
-            guarded,
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
+        return grpc.unary_unary_rpc_method_handler(guarded, response_serializer=handler.response_serializer)
+
+
+def _decoded(decode: Callable[[bytes], Any] | None, raw: bytes) -> Any:
+    if decode is None:
+        return raw
+    try:
+        return decode(raw)
+    except Exception:
+        raise errors.InvalidArgument("request", "is not a valid protobuf message for this method") from None

@@ -10,7 +10,9 @@ import grpc
 
 from webhook_service.api.convert import event_from_proto
 from webhook_service.api.requests import check_request_id
+from webhook_service.domain import access
 from webhook_service.domain.errors import InvalidArgument
+from webhook_service.domain.limits import MAX_EVENT_BYTES
 from webhook_service.domain.payloads import event_kind
 from webhook_service.domain.routing import route
 from webhook_service.store import events
@@ -30,7 +32,10 @@ class EventService(event_service_pb2_grpc.EventServiceServicer):
         """Answers only once the event and its deliveries are committed."""
         if not request.HasField("event"):
             raise InvalidArgument("event", "is required")
+        if request.event.ByteSize() > MAX_EVENT_BYTES:
+            raise InvalidArgument("event", f"must be at most {MAX_EVENT_BYTES} bytes")
         event = event_from_proto(request.event)
+        access.check_organization(event.organization_name)
         published = await self.store.run(
             events.publish,
             event,

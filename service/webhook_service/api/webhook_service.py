@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import grpc
@@ -11,7 +12,7 @@ from webhook_service.api.convert import delivery_to_proto, fields_set, webhook_f
 from webhook_service.api.requests import check_request_id
 from webhook_service.dispatch import direct
 from webhook_service.dispatch.sender import Sender
-from webhook_service.domain import pages
+from webhook_service.domain import access, pages
 from webhook_service.domain.errors import InvalidArgument
 from webhook_service.domain.model import Webhook
 from webhook_service.domain.names import check_webhook_id, parse_delivery_name, parse_parent, parse_webhook_name
@@ -20,33 +21,42 @@ from webhook_service.store import deliveries, webhooks
 from webhook_service.store.database import Executor
 from webhooks.v1 import delivery_pb2, webhook_pb2, webhook_service_pb2, webhook_service_pb2_grpc
 
+log = logging.getLogger(__name__)
+
 Context = grpc.aio.ServicerContext[Any, Any]
 
 
 class WebhookService(webhook_service_pb2_grpc.WebhookServiceServicer):
+    """Every RPC checks the caller may touch the organization named before reading anything."""
+
     def __init__(self, store: Executor, sender: Sender) -> None:
         self.store = store
         self.sender = sender
+        self.allowed = sender.allowed
 
     async def CreateWebhook(
         self, request: webhook_service_pb2.CreateWebhookRequest, context: Context
     ) -> webhook_pb2.Webhook:
         parent = parse_parent(request.parent, "parent")
+        principal = access.check_organization(parent.organization)
         webhook_id = check_webhook_id(request.webhook_id, "webhook_id") if request.webhook_id else new_webhook_id()
         if not request.HasField("webhook"):
             raise InvalidArgument("webhook", "is required")
-        webhook = validate_webhook(webhook_from_proto(parent, webhook_id, request.webhook))
+        webhook = validate_webhook(webhook_from_proto(parent, webhook_id, request.webhook), self.allowed)
         created = await self.store.run(webhooks.create, webhook, check_request_id(request.request_id))
+        log.info("token %s created webhook %s", principal.token_id, created.name)
         return webhook_to_proto(created)
 
     async def GetWebhook(self, request: webhook_service_pb2.GetWebhookRequest, context: Context) -> webhook_pb2.Webhook:
         name = parse_webhook_name(request.name, "name")
+        access.check_organization(name.parent.organization)
         return webhook_to_proto(await self.store.run(webhooks.get, name))
 
     async def ListWebhooks(
         self, request: webhook_service_pb2.ListWebhooksRequest, context: Context
     ) -> webhook_service_pb2.ListWebhooksResponse:
         parent = parse_parent(request.parent, "parent")
+        access.check_organization(parent.organization)
         size = pages.page_size(request.page_size)
         cursor = pages.decode_token(request.page_token, str(parent)) or 0
         found, next_cursor = await self.store.run(webhooks.list_page, parent, cursor, size)
@@ -61,31 +71,41 @@ class WebhookService(webhook_service_pb2_grpc.WebhookServiceServicer):
         if not request.HasField("webhook"):
             raise InvalidArgument("webhook", "is required")
         name = parse_webhook_name(request.webhook.name, "webhook.name")
+        principal = access.check_organization(name.parent.organization)
         paths = list(request.update_mask.paths)
         fields = check_update_mask(paths) if paths else fields_set(request.webhook)
         patch = webhook_from_proto(name.parent, name.webhook_id, request.webhook)
 
         def change(current: Webhook) -> Webhook:
-            return apply_update(current, patch, fields)
+            return apply_update(current, patch, fields, self.allowed)
 
-        return webhook_to_proto(await self.store.run(webhooks.update, name, change))
+        updated = await self.store.run(webhooks.update, name, change)
+        log.info("token %s updated %s of webhook %s", principal.token_id, ",".join(fields) or "nothing", name)
+        return webhook_to_proto(updated)
 
     async def DeleteWebhook(
         self, request: webhook_service_pb2.DeleteWebhookRequest, context: Context
     ) -> empty_pb2.Empty:
-        await self.store.run(webhooks.delete, parse_webhook_name(request.name, "name"))
+        name = parse_webhook_name(request.name, "name")
+        principal = access.check_organization(name.parent.organization)
+        await self.store.run(webhooks.delete, name)
+        log.info("token %s deleted webhook %s", principal.token_id, name)
         return empty_pb2.Empty()
 
     async def PingWebhook(
         self, request: webhook_service_pb2.PingWebhookRequest, context: Context
     ) -> delivery_pb2.WebhookDelivery:
-        delivery = await direct.ping(self.store, self.sender, parse_webhook_name(request.name, "name"))
+        name = parse_webhook_name(request.name, "name")
+        principal = access.check_organization(name.parent.organization)
+        delivery = await direct.ping(self.store, self.sender, name)
+        log.info("token %s pinged webhook %s", principal.token_id, name)
         return delivery_to_proto(delivery, with_attempts=True)
 
     async def ListWebhookDeliveries(
         self, request: webhook_service_pb2.ListWebhookDeliveriesRequest, context: Context
     ) -> webhook_service_pb2.ListWebhookDeliveriesResponse:
         webhook = parse_webhook_name(request.parent, "parent")
+        access.check_organization(webhook.parent.organization)
         size = pages.page_size(request.page_size)
         cursor = pages.decode_token(request.page_token, str(webhook))
         found, next_cursor = await self.store.run(deliveries.list_page, webhook, cursor, size)
@@ -97,11 +117,15 @@ class WebhookService(webhook_service_pb2_grpc.WebhookServiceServicer):
     async def GetWebhookDelivery(
         self, request: webhook_service_pb2.GetWebhookDeliveryRequest, context: Context
     ) -> delivery_pb2.WebhookDelivery:
-        delivery = await self.store.run(deliveries.get, parse_delivery_name(request.name, "name"))
-        return delivery_to_proto(delivery, with_attempts=True)
+        name = parse_delivery_name(request.name, "name")
+        access.check_organization(name.webhook.parent.organization)
+        return delivery_to_proto(await self.store.run(deliveries.get, name), with_attempts=True)
 
     async def RedeliverWebhookDelivery(
         self, request: webhook_service_pb2.RedeliverWebhookDeliveryRequest, context: Context
     ) -> delivery_pb2.WebhookDelivery:
-        delivery = await direct.redeliver(self.store, self.sender, parse_delivery_name(request.name, "name"))
+        name = parse_delivery_name(request.name, "name")
+        principal = access.check_organization(name.webhook.parent.organization)
+        delivery = await direct.redeliver(self.store, self.sender, name)
+        log.info("token %s redelivered %s", principal.token_id, name)
         return delivery_to_proto(delivery, with_attempts=True)

@@ -4,28 +4,30 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import aiohttp
 
+from webhook_service.dispatch.guard import check_url_host, guarded_connector
+from webhook_service.domain.limits import MAX_RESPONSE_BODY_BYTES
 from webhook_service.domain.model import Attempt
+from webhook_service.domain.network import Network
 from webhook_service.domain.requests import delivery_headers
 from webhook_service.store.deliveries import Claim
-
-MAX_RESPONSE_BODY = 16 * 1024
 
 
 class Sender:
     """Holds the one aiohttp session every attempt of this process reuses."""
 
-    def __init__(self, timeout: float) -> None:
+    def __init__(self, timeout: float, allowed: Sequence[Network] = ()) -> None:
         self.timeout = aiohttp.ClientTimeout(total=timeout)
+        self.allowed = tuple(allowed)
         self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
-        # No connection cap here: the dispatcher's own bounds decide how many requests run.
-        connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=60)
-        self._session = aiohttp.ClientSession(connector=connector, auto_decompress=False)
+        # The guarded connector sets no connection cap: the dispatcher's own bounds decide how many requests run.
+        self._session = aiohttp.ClientSession(connector=guarded_connector(self.allowed), auto_decompress=False)
 
     async def close(self) -> None:
         if self._session is not None:
@@ -39,10 +41,11 @@ class Sender:
         clock = time.perf_counter()
         number = claim.attempt_count + 1
         try:
+            check_url_host(claim.payload_url, self.allowed)
             async with self._session.post(
                 claim.payload_url, data=claim.payload, headers=headers, allow_redirects=False, timeout=self.timeout
             ) as response:
-                body = await _read_some(response.content, MAX_RESPONSE_BODY)
+                body = await _read_some(response.content, MAX_RESPONSE_BODY_BYTES)
                 return Attempt(
                     number=number,
                     start_time=started,

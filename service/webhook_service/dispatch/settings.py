@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from webhook_service.domain.durations import parse_schedule
+from webhook_service.domain.network import Network
 
 DEFAULT_RETRY_SCHEDULE = "0s,5s,5m,30m,2h,5h,10h,10h"
 
@@ -22,6 +23,8 @@ class DispatchSettings:
     # How long finished attempts wait to be written together.
     flush_interval: float = 0.01
     prune_interval: float = 3600.0
+    # Ranges the request-forgery guard lets deliveries reach although they are not public.
+    allow_network: tuple[Network, ...] = ()
 
     @property
     def lease(self) -> float:

@@ -35,7 +35,9 @@ class Unauthenticated(ServiceError):
 
 
 class ResourceExhausted(ServiceError):
-    pass
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class Unavailable(ServiceError):

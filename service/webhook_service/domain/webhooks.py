@@ -6,12 +6,16 @@ import dataclasses
 import re
 import secrets
 from collections.abc import Sequence
+from ipaddress import ip_address
 from urllib.parse import urlsplit
 
 from webhook_service.domain.errors import InvalidArgument
 from webhook_service.domain.filters import ORGANIZATION_ONLY
+from webhook_service.domain.limits import MAX_FILTER_ENTRIES
 from webhook_service.domain.model import Webhook
+from webhook_service.domain.network import BLOCKED_HINT, Network, blocked_range, literal_address
 
+LOCALHOST = ip_address("127.0.0.1")
 MAX_DISPLAY_NAME = 256
 MAX_PAYLOAD_URL = 2048
 MAX_SECRET = 512
@@ -25,15 +29,22 @@ def new_webhook_id() -> str:
     return secrets.token_hex(8)
 
 
-def validate_webhook(webhook: Webhook, prefix: str = "webhook") -> Webhook:
-    """The webhook with duplicate filters and groups dropped; raises InvalidArgument naming the bad field."""
+def validate_webhook(webhook: Webhook, allowed: Sequence[Network], prefix: str = "webhook") -> Webhook:
+    """The webhook with duplicate filters and groups dropped; raises InvalidArgument naming the bad field.
+
+    `allowed` are the networks opened to deliveries despite the request-forgery guard.
+    """
     if not webhook.display_name.strip():
         raise InvalidArgument(f"{prefix}.display_name", "is required")
     if len(webhook.display_name) > MAX_DISPLAY_NAME:
         raise InvalidArgument(f"{prefix}.display_name", f"must be at most {MAX_DISPLAY_NAME} characters")
-    _check_payload_url(webhook.payload_url, f"{prefix}.payload_url")
+    _check_payload_url(webhook.payload_url, f"{prefix}.payload_url", allowed)
     if len(webhook.secret) > MAX_SECRET:
         raise InvalidArgument(f"{prefix}.secret", f"must be at most {MAX_SECRET} characters")
+    if len(webhook.filters) > MAX_FILTER_ENTRIES:
+        raise InvalidArgument(f"{prefix}.filters", f"must have at most {MAX_FILTER_ENTRIES} entries")
+    if len(webhook.groups) > MAX_FILTER_ENTRIES:
+        raise InvalidArgument(f"{prefix}.groups", f"must have at most {MAX_FILTER_ENTRIES} entries")
     if webhook.parent.is_stack:
         for wanted in webhook.filters:
             if wanted in ORGANIZATION_ONLY:
@@ -45,7 +56,7 @@ def validate_webhook(webhook: Webhook, prefix: str = "webhook") -> Webhook:
     )
 
 
-def _check_payload_url(url: str, field: str) -> None:
+def _check_payload_url(url: str, field: str, allowed: Sequence[Network]) -> None:
     if not url:
         raise InvalidArgument(field, "is required")
     if len(url) > MAX_PAYLOAD_URL:
@@ -61,6 +72,12 @@ def _check_payload_url(url: str, field: str) -> None:
         raise InvalidArgument(field, "must name a host")
     if any(ch.isspace() for ch in url):
         raise InvalidArgument(field, "must not contain white space")
+    # Names are checked when deliveries connect; literal addresses (and localhost, RFC 6761) can be refused now.
+    host = parts.hostname
+    address = LOCALHOST if host == "localhost" or host.endswith(".localhost") else literal_address(host)
+    reason = None if address is None else blocked_range(address, allowed)
+    if reason is not None:
+        raise InvalidArgument(field, f"{reason}; {BLOCKED_HINT}")
 
 
 def check_update_mask(paths: Sequence[str]) -> tuple[str, ...]:
@@ -79,10 +96,10 @@ def check_update_mask(paths: Sequence[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(paths))
 
 
-def apply_update(current: Webhook, patch: Webhook, fields: Sequence[str]) -> Webhook:
+def apply_update(current: Webhook, patch: Webhook, fields: Sequence[str], allowed: Sequence[Network]) -> Webhook:
     """`current` with `fields` taken from `patch`, validated as a whole."""
     changed = dataclasses.replace(current, **{field: getattr(patch, field) for field in fields})
     if changed.active and not current.active:
         # An operator turning a webhook back on has dealt with why the service turned it off.
         changed = dataclasses.replace(changed, disabled_reason="")
-    return validate_webhook(changed)
+    return validate_webhook(changed, allowed)

@@ -13,7 +13,7 @@ import peewee
 from webhook_service.domain.errors import NotFound
 from webhook_service.domain.model import Attempt, Delivery, DeliveryState
 from webhook_service.domain.names import DeliveryName, WebhookName
-from webhook_service.store import idempotency
+from webhook_service.store import idempotency, secrets
 from webhook_service.store import webhooks as webhook_rows
 from webhook_service.store.database import transaction
 from webhook_service.store.models import AttemptRow, DeliveryRow, EventRow, WebhookRow, database
@@ -62,11 +62,11 @@ def _claim_of(row: DeliveryRow) -> Claim:
         row_id=row.id,
         delivery_id=row.delivery_id,
         webhook_row=webhook.id,
-        webhook_name=webhook_rows.to_webhook(webhook).name,
+        webhook_name=webhook_rows.name_of(webhook),
         kind=row.kind,
         payload=bytes(row.payload),
         payload_url=webhook.payload_url,
-        secret=webhook.secret,
+        secret=secrets.box().open(webhook.secret),
         attempt_count=row.attempt_count,
     )
 
@@ -179,7 +179,7 @@ def _deactivate(where: peewee.Expression, reason: Callable[[datetime], str]) -> 
         WebhookRow.update(active=False, disabled_reason=reason(since), update_time=now()).where(
             WebhookRow.id == row.id
         ).execute()
-        names.append(webhook_rows.to_webhook(row).name)
+        names.append(webhook_rows.name_of(row))
     return names
 
 
@@ -279,7 +279,7 @@ def _to_delivery(row: DeliveryRow, attempts: list[AttemptRow]) -> Delivery:
     create_time = to_datetime(row.create_time)
     assert create_time is not None
     return Delivery(
-        webhook=webhook_rows.to_webhook(row.webhook).name,
+        webhook=webhook_rows.name_of(row.webhook),
         delivery_id=row.delivery_id,
         event_id=row.event.event_id if row.event is not None else "",
         kind=row.kind,

@@ -119,12 +119,25 @@ class IdempotencyRow(BaseModel):
         indexes = ((("scope", "request_id"), True),)
 
 
+class TokenRow(BaseModel):
+    """An API token: only its hash is kept; `organizations` is comma-separated, or `*`."""
+
+    id = AutoField()
+    token_id = CharField(max_length=32, unique=True)
+    token_hash = CharField(max_length=64, unique=True)
+    role = CharField(max_length=16)
+    organizations = TextField()
+    description = TextField(default="")
+    create_time = DoubleField()
+    revoke_time = DoubleField(null=True)
+
+    class Meta:
+        table_name = "api_token"
+
+
 class SchemaVersionRow(BaseModel):
     version = IntegerField()
 
     class Meta:
         table_name = "schema_version"
         primary_key = False
-
-
-ALL_TABLES = (WebhookRow, EventRow, DeliveryRow, AttemptRow, IdempotencyRow)

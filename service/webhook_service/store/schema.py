@@ -6,14 +6,27 @@ from collections.abc import Callable
 
 import peewee
 
-from webhook_service.store.models import ALL_TABLES, SchemaVersionRow
+from webhook_service.store.models import (
+    AttemptRow,
+    DeliveryRow,
+    EventRow,
+    IdempotencyRow,
+    SchemaVersionRow,
+    TokenRow,
+    WebhookRow,
+)
 
 
 def _initial(db: peewee.Database) -> None:
-    db.create_tables(ALL_TABLES)
+    db.create_tables([WebhookRow, EventRow, DeliveryRow, AttemptRow, IdempotencyRow])
 
 
-MIGRATIONS: tuple[Callable[[peewee.Database], None], ...] = (_initial,)
+def _api_tokens(db: peewee.Database) -> None:
+    db.create_tables([TokenRow])
+
+
+# Append only: a released migration never changes, so every database reaches the same schema.
+MIGRATIONS: tuple[Callable[[peewee.Database], None], ...] = (_initial, _api_tokens)
 LATEST = len(MIGRATIONS)
 
 

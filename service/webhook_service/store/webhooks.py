@@ -6,10 +6,11 @@ from collections.abc import Callable
 
 import peewee
 
-from webhook_service.domain.errors import AlreadyExists, NotFound
+from webhook_service.domain.errors import AlreadyExists, NotFound, ResourceExhausted
+from webhook_service.domain.limits import MAX_WEBHOOKS_PER_ORGANIZATION, MAX_WEBHOOKS_PER_STACK
 from webhook_service.domain.model import Webhook, WebhookFilter, WebhookFormat, WebhookGroup
 from webhook_service.domain.names import Parent, WebhookName, parse_webhook_name
-from webhook_service.store import idempotency
+from webhook_service.store import idempotency, secrets
 from webhook_service.store.database import transaction
 from webhook_service.store.models import WebhookRow
 from webhook_service.store.times import now, to_datetime
@@ -21,7 +22,7 @@ def to_webhook(row: WebhookRow) -> Webhook:
         webhook_id=row.webhook_id,
         display_name=row.display_name,
         payload_url=row.payload_url,
-        secret=row.secret,
+        secret=secrets.box().open(row.secret),
         active=row.active,
         format=WebhookFormat(row.format),
         filters=tuple(WebhookFilter(f) for f in row.filters.split(",") if f),
@@ -32,11 +33,15 @@ def to_webhook(row: WebhookRow) -> Webhook:
     )
 
 
+def name_of(row: WebhookRow) -> str:
+    return str(WebhookName(Parent(row.organization, row.project, row.stack), row.webhook_id))
+
+
 def _columns(webhook: Webhook) -> dict[str, object]:
     return {
         "display_name": webhook.display_name,
         "payload_url": webhook.payload_url,
-        "secret": webhook.secret,
+        "secret": secrets.box().seal(webhook.secret),
         "active": webhook.active,
         "format": webhook.format.value,
         "filters": ",".join(webhook.filters),
@@ -79,6 +84,9 @@ def create(webhook: Webhook, request_id: str = "") -> Webhook:
                 return get(parse_webhook_name(earlier, "request_id"))
         if WebhookRow.select().where(_where(WebhookName(webhook.parent, webhook.webhook_id))).exists():
             raise AlreadyExists(f"webhook {webhook.name} already exists")
+        limit = MAX_WEBHOOKS_PER_STACK if webhook.parent.is_stack else MAX_WEBHOOKS_PER_ORGANIZATION
+        if WebhookRow.select().where(_parent_where(webhook.parent)).count() >= limit:
+            raise ResourceExhausted(f"{webhook.parent} already has {limit} webhooks, the most allowed")
         moment = now()
         created = WebhookRow.create(
             organization=webhook.parent.organization,
@@ -140,3 +148,19 @@ def active_for_stack(stack: Parent) -> list[tuple[int, Webhook]]:
         )
     )
     return [(row.id, to_webhook(row)) for row in rows]
+
+
+def prepare_secrets() -> int:
+    """Checks the key opens the stored secrets, then seals any written before encryption at rest existed.
+
+    Returns how many it sealed; a wrong key raises ValueError here, at start, rather than at each delivery.
+    """
+    with transaction():
+        sealed = WebhookRow.select(WebhookRow.secret).where(WebhookRow.secret.startswith(secrets.PREFIX)).first()
+        if sealed is not None:
+            secrets.box().open(sealed.secret)
+        plain = WebhookRow.select().where((WebhookRow.secret != "") & ~WebhookRow.secret.startswith(secrets.PREFIX))
+        rows = list(plain)
+        for row in rows:
+            WebhookRow.update(secret=secrets.box().seal(row.secret)).where(WebhookRow.id == row.id).execute()
+        return len(rows)

@@ -1,0 +1,10 @@
+"""Bounds on what callers may store or send, so hostile input cannot exhaust the service."""
+
+from __future__ import annotations
+
+MAX_REQUEST_BYTES = 1024 * 1024
+MAX_FILTER_ENTRIES = 64
+MAX_WEBHOOKS_PER_ORGANIZATION = 100
+MAX_WEBHOOKS_PER_STACK = 20
+MAX_EVENT_BYTES = 64 * 1024
+MAX_RESPONSE_BODY_BYTES = 16 * 1024

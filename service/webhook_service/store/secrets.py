@@ -1,0 +1,53 @@
+"""Webhook secrets at rest: encrypted with the operator's key, so a copy of the database alone reveals none."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cryptography.fernet import Fernet, InvalidToken
+
+from webhook_service.files import write_private
+
+# Stored values carry their scheme, so a later key or cipher can sit beside this one.
+PREFIX = "fernet:"
+
+
+class SecretBox:
+    def __init__(self, key: bytes) -> None:
+        self._fernet = Fernet(key)
+
+    def seal(self, secret: str) -> str:
+        return PREFIX + self._fernet.encrypt(secret.encode("utf-8")).decode("ascii") if secret else ""
+
+    def open(self, stored: str) -> str:
+        if not stored:
+            return ""
+        if not stored.startswith(PREFIX):
+            raise ValueError("a webhook secret is stored unencrypted; start the service once to encrypt it")
+        try:
+            return self._fernet.decrypt(stored.removeprefix(PREFIX).encode("ascii")).decode("utf-8")
+        except InvalidToken:
+            raise ValueError("a webhook secret cannot be decrypted with this --secret-key-file") from None
+
+
+def load_key(path: Path) -> tuple[bytes, bool]:
+    """The key in `path`, made (readable by its owner only) when absent; the flag says it was made."""
+    if path.exists():
+        return path.read_bytes().strip(), False
+    key = Fernet.generate_key()
+    write_private(path, key.decode("ascii") + "\n")
+    return key, True
+
+
+_box: SecretBox | None = None
+
+
+def configure(key: bytes) -> None:
+    global _box
+    _box = SecretBox(key)
+
+
+def box() -> SecretBox:
+    if _box is None:
+        raise RuntimeError("webhook secrets need a key: load one with store.secrets.configure")
+    return _box
