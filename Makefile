@@ -12,15 +12,19 @@ LISTEN ?= 127.0.0.1:50051
 # Opens loopback to the request-forgery guard, for the walk-through's local receiver.
 ALLOW_NETWORK ?= 127.0.0.0/8
 
-.PHONY: setup run test lint proto bench clean
+.PHONY: setup run test lint proto bench clean postgres
 
 setup: $(VENV)/.installed
 
 run: setup
 	WEBHOOKS_ALLOW_NETWORK="$(ALLOW_NETWORK)" $(BIN)/webhooks serve --listen $(LISTEN)
 
-test: setup lint
+test: setup lint postgres
 	$(BIN)/python -m pytest
+
+# The suite runs on SQLite and on throwaway PostgreSQL clusters it starts itself.
+postgres:
+	scripts/ensure-postgres
 
 lint: setup $(BUF)
 	$(BIN)/ruff check .

@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 
+from tests.support.databases import Databases, PostgresDatabases, SqliteDatabases
+from tests.support.postgres import PostgresCluster
 from tests.support.receiver import Receiver
 from tests.support.running import LOOPBACK, RunningServer, settings_in
 from webhook_service.dispatch.settings import DispatchSettings
@@ -15,9 +17,26 @@ from webhook_service.server import ServerSettings
 from webhooks_client import Client
 
 
+@pytest.fixture(scope="session")
+def postgres_cluster() -> Iterator[PostgresCluster]:
+    """Started once, when the first PostgreSQL test needs it; a failure to start fails the run."""
+    cluster = PostgresCluster()
+    yield cluster
+    cluster.destroy()
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def databases(request: pytest.FixtureRequest) -> Databases:
+    """The engine every database-backed test runs on: the suite runs once on each."""
+    if request.param == "sqlite":
+        return SqliteDatabases()
+    return PostgresDatabases(request.getfixturevalue("postgres_cluster"))
+
+
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    running = RunningServer(settings_in(tmp_path_factory.mktemp("server")))
+def server(tmp_path_factory: pytest.TempPathFactory, databases: Databases) -> Iterator[RunningServer]:
+    folder = tmp_path_factory.mktemp("server")
+    running = RunningServer(settings_in(folder, databases.new(folder)))
     yield running
     running.stop()
 
@@ -42,7 +61,7 @@ def receiver() -> Iterator[Receiver]:
 
 
 @pytest.fixture
-def start_server(tmp_path: Path) -> Iterator[Callable[..., RunningServer]]:
+def start_server(tmp_path: Path, databases: Databases) -> Iterator[Callable[..., RunningServer]]:
     """Starts servers with non-default dispatch settings on a fresh database; all stop at the end."""
     started: list[RunningServer] = []
 
@@ -52,7 +71,8 @@ def start_server(tmp_path: Path) -> Iterator[Callable[..., RunningServer]]:
         server_fields = {f.name for f in dataclasses.fields(ServerSettings)}
         overrides = {key: value for key, value in options.items() if key in server_fields}
         dispatch = DispatchSettings(**{key: value for key, value in options.items() if key not in server_fields})
-        started.append(RunningServer(settings_in(tmp_path / f"server-{len(started)}", dispatch, **overrides)))
+        folder = tmp_path / f"server-{len(started)}"
+        started.append(RunningServer(settings_in(folder, databases.new(folder), dispatch, **overrides)))
         return started[-1]
 
     yield start

@@ -12,6 +12,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tests import seed
 from tests.helpers import delivery_id, make_webhook, publish, wait_for_delivery
+from tests.support.databases import Databases
 from tests.support.process import ServiceProcess, webhooks_command
 from tests.support.receiver import Receiver
 from webhooks.v1 import webhook_pb2, webhook_service_pb2
@@ -46,8 +47,8 @@ def test_console_script_serves_health_and_stops_gracefully_on_sigterm(tmp_path: 
     assert database.exists()
 
 
-def test_data_survives_a_restart_on_the_same_database_file(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'hooks.db'}"
+def test_data_survives_a_restart_on_the_same_database(tmp_path: Path, databases: Databases) -> None:
+    url = databases.new(tmp_path)
     first = ServiceProcess(["serve", "--listen", "127.0.0.1:0", "--database", url], cwd=tmp_path)
     with Client(first.target, token=first.admin_token) as client:
         made = client.webhooks.CreateWebhook(
@@ -84,9 +85,9 @@ def test_flag_and_environment_errors_exit_non_zero(tmp_path: Path) -> None:
         taken.terminate()
 
 
-def test_api_only_server_and_a_separate_dispatch_process_deliver_together(tmp_path: Path) -> None:
+def test_api_only_server_and_a_separate_dispatch_process_deliver_together(tmp_path: Path, databases: Databases) -> None:
     receiver = Receiver()
-    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    url = databases.new(tmp_path)
     api = ServiceProcess(
         ["serve", "--listen", "127.0.0.1:0", "--database", url, "--dispatch-concurrency", "0"],
         env={"WEBHOOKS_ALLOW_NETWORK": "127.0.0.0/8,::1/128"},
@@ -103,7 +104,7 @@ def test_api_only_server_and_a_separate_dispatch_process_deliver_together(tmp_pa
             dispatcher = ServiceProcess(
                 ["dispatch", "--database", url, "--allow-network", "127.0.0.0/8"], wait_for_port=False, cwd=tmp_path
             )
-            assert dispatcher.wait_for_log("dispatching from database sqlite"), dispatcher.log
+            assert dispatcher.wait_for_log(f"dispatching from database {databases.engine}"), dispatcher.log
             arrived = receiver.wait_for("/split", 3)
             assert sorted(r.headers["Pulumi-Webhook-ID"] for r in arrived) == sorted(delivery_id(n) for n in names)
             for name in names:

@@ -13,6 +13,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tests import seed
 from tests.helpers import WS, make_webhook, publish, rpc_error, wait_for_delivery
 from tests.support.certs import Authority
+from tests.support.databases import Databases
 from tests.support.process import ServiceProcess
 from tests.support.receiver import Receiver
 from tests.support.running import RunningServer
@@ -57,7 +58,9 @@ def test_insecure_no_auth_must_be_asked_for_and_warns(tmp_path: Path) -> None:
         service.terminate()
 
 
-def test_the_database_holds_no_secret_in_clear_text(start_server: Start, receiver: Receiver) -> None:
+def test_the_database_holds_no_secret_in_clear_text(
+    start_server: Start, receiver: Receiver, databases: Databases
+) -> None:
     running = start_server()
     secret = "a-very-distinctive-secret-4711"
     with running.client() as client:
@@ -69,8 +72,8 @@ def test_the_database_holds_no_secret_in_clear_text(start_server: Start, receive
             WS.UpdateWebhookRequest(webhook=webhook_pb2.Webhook(name=hook.name, secret=secret + "-2"))
         )
     assert secret not in str(delivery)
-    database = Path(running.settings.database.removeprefix("sqlite:///"))
-    stored = b"".join(path.read_bytes() for path in database.parent.glob(database.name + "*"))
+    stored = databases.stored_bytes(running.settings.database)
+    assert b"webhook" in stored
     assert secret.encode() not in stored
     assert b"fernet:" in stored
 

@@ -10,6 +10,7 @@ import pytest
 
 from tests import seed
 from tests.helpers import WS, make_webhook, publish, rpc_error, wait_for_delivery
+from tests.support.databases import Databases
 from tests.support.receiver import Receiver, Reply
 from tests.support.running import LOOPBACK, RunningServer, settings_in
 from webhook_service.dispatch.settings import DispatchSettings
@@ -92,17 +93,20 @@ def test_public_addresses_and_names_are_accepted(guarded: RunningServer) -> None
             make_webhook(client, "organizations/acme", url)
 
 
-def reopened_without_loopback(tmp_path: Path, url: str) -> RunningServer:
+def reopened_without_loopback(tmp_path: Path, databases: Databases, url: str) -> RunningServer:
     """A server whose webhook to `url` was saved while loopback was allowed, restarted with it closed."""
-    opened = RunningServer(settings_in(tmp_path, DispatchSettings(allow_network=LOOPBACK)))
+    database = databases.new(tmp_path)
+    opened = RunningServer(settings_in(tmp_path, database, DispatchSettings(allow_network=LOOPBACK)))
     with opened.client() as client:
         make_webhook(client, "organizations/acme", url)
     opened.stop()
-    return RunningServer(settings_in(tmp_path, DispatchSettings(allow_network=(), retry_schedule=(0.0,))))
+    return RunningServer(settings_in(tmp_path, database, DispatchSettings(allow_network=(), retry_schedule=(0.0,))))
 
 
-def test_a_name_resolving_to_loopback_is_refused_when_connecting(tmp_path: Path, receiver: Receiver) -> None:
-    closed = reopened_without_loopback(tmp_path, receiver.url("/via-name").replace("127.0.0.1", "localhost"))
+def test_a_name_resolving_to_loopback_is_refused_when_connecting(
+    tmp_path: Path, databases: Databases, receiver: Receiver
+) -> None:
+    closed = reopened_without_loopback(tmp_path, databases, receiver.url("/via-name").replace("127.0.0.1", "localhost"))
     try:
         with closed.client() as client:
             [hook] = client.webhooks.ListWebhooks(WS.ListWebhooksRequest(parent="organizations/acme")).webhooks
@@ -119,8 +123,10 @@ def test_a_name_resolving_to_loopback_is_refused_when_connecting(tmp_path: Path,
         closed.stop()
 
 
-def test_a_stored_literal_is_refused_once_the_range_is_closed(tmp_path: Path, receiver: Receiver) -> None:
-    closed = reopened_without_loopback(tmp_path, receiver.url("/closed-later"))
+def test_a_stored_literal_is_refused_once_the_range_is_closed(
+    tmp_path: Path, databases: Databases, receiver: Receiver
+) -> None:
+    closed = reopened_without_loopback(tmp_path, databases, receiver.url("/closed-later"))
     try:
         with closed.client() as client:
             [name] = publish(client, seed.update_event(stack=STACK)).deliveries

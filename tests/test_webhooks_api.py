@@ -140,6 +140,7 @@ INVALID_CREATES = [
 def test_invalid_create_names_the_field_and_changes_nothing(
     client: Client, org: str, field: str, change: dict[str, Any]
 ) -> None:
+    change = dict(change)
     stack = change.pop("stack", False)
     parent = change.pop("parent", f"organizations/{org}" + ("/projects/p/stacks/s" if stack else ""))
     webhook_id = change.pop("webhook_id", "")

@@ -81,6 +81,13 @@ def add_database_flag(parser: argparse.ArgumentParser) -> None:
 
 def add_dispatch_flags(parser: argparse.ArgumentParser) -> None:
     add_database_flag(parser)
+    add_flag(
+        parser,
+        "--database-pool-size",
+        "connections to a PostgreSQL database (SQLite uses one)",
+        "4",
+        type=positive_count,
+    )
     add_flag(parser, "--dispatch-concurrency", "deliveries in flight at once, all webhooks together", "64", type=count)
     add_flag(
         parser, "--webhook-concurrency", "deliveries in flight at once to any one webhook", "16", type=positive_count
@@ -163,6 +170,7 @@ def settings_from(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
     return ServerSettings(
         listen=getattr(args, "listen", ""),
         database=args.database,
+        database_pool_size=args.database_pool_size,
         grace=args.grace,
         secret_key_file=args.secret_key_file,
         admin_token_file=None if getattr(args, "insecure_no_auth", False) else getattr(args, "admin_token_file", None),

@@ -24,7 +24,7 @@ from webhook_service.domain.access import Principal
 from webhook_service.domain.limits import MAX_REQUEST_BYTES
 from webhook_service.files import write_private
 from webhook_service.store import secrets, tokens, webhooks
-from webhook_service.store.database import Executor, describe, open_database
+from webhook_service.store.database import Executor, connections_for, describe, open_database
 from webhook_service.store.secrets import load_key
 from webhooks.v1 import event_service_pb2, event_service_pb2_grpc, webhook_service_pb2, webhook_service_pb2_grpc
 
@@ -54,6 +54,8 @@ class TlsSettings:
 class ServerSettings:
     listen: str = "127.0.0.1:50051"
     database: str = "sqlite:///data/webhooks.db"
+    # Connections to a PostgreSQL database, each on its own query thread; SQLite always uses one.
+    database_pool_size: int = 4
     grace: float = 10.0
     dispatch: DispatchSettings = field(default_factory=DispatchSettings)
     secret_key_file: Path = Path("data/secret.key")
@@ -78,7 +80,7 @@ class DispatchProcess:
             log.info("created the key that encrypts webhook secrets: %s", self.settings.secret_key_file)
         secrets.configure(key)
         db = open_database(self.settings.database)
-        self.store = Executor(db, threads=1)
+        self.store = Executor(db, threads=connections_for(db, self.settings.database_pool_size))
         sealed = await self.store.run(webhooks.prepare_secrets)
         if sealed:
             log.info("encrypted %d webhook secrets stored in clear by an earlier release", sealed)

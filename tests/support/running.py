@@ -36,13 +36,15 @@ class BackgroundLoop:
 LOOPBACK = parse_networks(["127.0.0.0/8", "::1/128"])
 
 
-def settings_in(folder: Path, dispatch: DispatchSettings | None = None, **overrides: Any) -> ServerSettings:
-    """Settings whose database, key and admin token live in `folder`, on a free port."""
+def settings_in(
+    folder: Path, database: str, dispatch: DispatchSettings | None = None, **overrides: Any
+) -> ServerSettings:
+    """Settings for `database`, with the key and admin token in `folder`, on a free port."""
     folder.mkdir(parents=True, exist_ok=True)
     return ServerSettings(
         **{
             "listen": "127.0.0.1:0",
-            "database": f"sqlite:///{folder / 'webhooks.db'}",
+            "database": database,
             "secret_key_file": folder / "secret.key",
             "admin_token_file": folder / "admin-token",
             "grace": 2.0,

@@ -95,7 +95,7 @@ def claim(owner: str, lease: float, limit: int, per_webhook: int, busy: Mapping[
         if saturated:
             query = query.where(DeliveryRow.webhook.not_in(saturated))
         if not isinstance(database.obj, peewee.SqliteDatabase):
-            query = query.for_update("FOR UPDATE OF delivery SKIP LOCKED")  # type: ignore[arg-type]
+            query = query.for_update(of=DeliveryRow, skip_locked=True)
         counts = Counter(busy)
         chosen: list[DeliveryRow] = []
         for row in query:

@@ -7,6 +7,8 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import peewee
+
 from webhook_service.domain.model import Event, Webhook
 from webhook_service.store import idempotency, webhooks
 from webhook_service.store.database import transaction
@@ -34,11 +36,28 @@ def publish(
     first_delay: float,
     request_id: str = "",
 ) -> Published:
-    """Stores `event` and a delivery for each webhook, with its body, that `route` picks among the stack's active ones.
+    """Stores `event` and a delivery for each webhook, with its body, that `route` picks among the stack's
+    active ones; a repeated `request_id` within the window returns the first answer instead.
 
-    Routing runs inside the transaction, so a webhook created or deactivated
-    concurrently is either fully in or fully out.
+    Routing runs inside the transaction, so a webhook created or deactivated concurrently is either fully
+    in or fully out. Two servers racing on one request_id meet at its unique key: the loser reads the
+    winner's answer.
     """
+    try:
+        return _publish(event, kind, route, first_delay, request_id)
+    except peewee.IntegrityError:
+        if not request_id:
+            raise
+        return _publish(event, kind, route, first_delay, request_id)
+
+
+def _publish(
+    event: Event,
+    kind: str,
+    route: Callable[[list[Webhook]], list[tuple[Webhook, bytes]]],
+    first_delay: float,
+    request_id: str = "",
+) -> Published:
     with transaction():
         moment = now()
         if request_id:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import threading
+
 from peewee import (
     AutoField,
     BlobField,
     BooleanField,
     CharField,
+    Database,
     DatabaseProxy,
     DoubleField,
     ForeignKeyField,
@@ -15,7 +18,31 @@ from peewee import (
     TextField,
 )
 
-database = DatabaseProxy()
+_thread = threading.local()
+_process: list[Database | None] = [None]
+
+
+class DatabaseRouter(DatabaseProxy):
+    """The models' database: the one bound to the calling thread, else the one last opened.
+
+    A query thread of the store serves one database, so one process can hold several (tests run
+    servers side by side) without their queries crossing.
+    """
+
+    @property
+    def obj(self) -> Database | None:
+        return getattr(_thread, "db", None) or _process[0]
+
+    @obj.setter
+    def obj(self, value: Database | None) -> None:
+        _process[0] = value
+
+
+def bind_thread(db: Database) -> None:
+    _thread.db = db
+
+
+database = DatabaseRouter()
 
 
 class BaseModel(Model):

@@ -25,7 +25,9 @@ def _api_tokens(db: peewee.Database) -> None:
     db.create_tables([TokenRow])
 
 
-# Append only: a released migration never changes, so every database reaches the same schema.
+# Append only: a released migration never changes, so every database reaches the same schema. A change to
+# an existing table is a new migration (playhouse.migrate's add_column and friends), never an edit of the
+# model that an earlier migration creates from.
 MIGRATIONS: tuple[Callable[[peewee.Database], None], ...] = (_initial, _api_tokens)
 LATEST = len(MIGRATIONS)
 
@@ -41,15 +43,24 @@ def current_version(db: peewee.Database) -> int:
     return int(row or 0)
 
 
-def migrate(db: peewee.Database) -> None:
-    """Upgrades the schema in place; refuses a database written by a newer release."""
-    with db.atomic():
+# Any constant: the key of the advisory lock that lets one process at a time migrate a PostgreSQL database.
+_MIGRATION_LOCK = 0x77656268
+
+
+def migrate(db: peewee.Database, target: int = LATEST) -> None:
+    """Upgrades the schema in place to `target`; refuses a database written by a newer release.
+
+    Servers starting together take turns: SQLite's write lock or a PostgreSQL advisory lock.
+    """
+    with db.atomic("IMMEDIATE") if isinstance(db, peewee.SqliteDatabase) else db.atomic():
+        if isinstance(db, peewee.PostgresqlDatabase):
+            db.execute_sql("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))  # type: ignore[no-untyped-call]
         db.create_tables([SchemaVersionRow])
         version = current_version(db)
         if version > LATEST:
             raise SchemaTooNew(
                 f"the database is at schema version {version}, newer than this release's {LATEST}; upgrade the service"
             )
-        for number in range(version, LATEST):
+        for number in range(version, target):
             MIGRATIONS[number](db)
             SchemaVersionRow.insert(version=number + 1).execute()

@@ -11,7 +11,7 @@ from webhook_service.domain.limits import MAX_WEBHOOKS_PER_ORGANIZATION, MAX_WEB
 from webhook_service.domain.model import Webhook, WebhookFilter, WebhookFormat, WebhookGroup
 from webhook_service.domain.names import Parent, WebhookName, parse_webhook_name
 from webhook_service.store import idempotency, secrets
-from webhook_service.store.database import transaction
+from webhook_service.store.database import scrub_freed_space, transaction
 from webhook_service.store.models import WebhookRow
 from webhook_service.store.times import now, to_datetime
 
@@ -76,7 +76,20 @@ def _parent_where(parent: Parent) -> peewee.Expression:
 
 
 def create(webhook: Webhook, request_id: str = "") -> Webhook:
-    """Stores a new webhook; a repeated `request_id` returns the webhook the first call made."""
+    """Stores a new webhook; a repeated `request_id` returns the webhook the first call made.
+
+    A unique key settles races between servers: on the request_id (the loser returns the winner's
+    webhook) or on the name (ALREADY_EXISTS).
+    """
+    try:
+        return _create(webhook, request_id)
+    except peewee.IntegrityError:
+        if request_id:
+            return _create(webhook, request_id)
+        raise AlreadyExists(f"webhook {webhook.name} already exists") from None
+
+
+def _create(webhook: Webhook, request_id: str) -> Webhook:
     with transaction():
         if request_id:
             earlier = idempotency.recall(idempotency.CREATE_WEBHOOK, request_id)
@@ -163,4 +176,6 @@ def prepare_secrets() -> int:
         rows = list(plain)
         for row in rows:
             WebhookRow.update(secret=secrets.box().seal(row.secret)).where(WebhookRow.id == row.id).execute()
-        return len(rows)
+    if rows:
+        scrub_freed_space()
+    return len(rows)
