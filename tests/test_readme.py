@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+from tests.support.postgres import PostgresCluster
 from tests.support.process import ServiceProcess
 from tests.support.running import RunningServer
 
@@ -87,3 +88,33 @@ def test_every_make_target_and_subcommand_in_the_readme_exists() -> None:
     ).stdout
     for command in set(re.findall(r"bin/webhooks (\w+) |^webhooks (\w+) ", README.read_text(), re.M)):
         assert "".join(command) in help_text, command
+
+
+def test_running_at_scale_runs_as_written(tmp_path: Path, postgres_cluster: PostgresCluster) -> None:
+    """The scale-out commands against the test session's PostgreSQL, on free ports."""
+    [script] = re.findall(r"```sh\n(.*?)```", section("Running at scale"), re.S)
+    ports = [free_port(), free_port()]
+    script = (
+        script.replace("127.0.0.1:5432", f"127.0.0.1:{postgres_cluster.port}")
+        .replace("-h 127.0.0.1", f"-h 127.0.0.1 -p {postgres_cluster.port}")
+        .replace("/etc/webhooks/secret.key", str(tmp_path / "secret.key"))
+        .replace(".venv/bin/webhooks", str(Path(sys.executable).parent / "webhooks"))
+        .replace("0.0.0.0:50051", f"127.0.0.1:{ports[0]}")
+        .replace("0.0.0.0:50052", f"127.0.0.1:{ports[1]}")
+        .replace("webhooks tokens create", "webhooks tokens create --description scale")
+    )
+    check = "\n".join(
+        f"for i in $(seq 150); do grpcurl -plaintext 127.0.0.1:{port} list >/dev/null 2>&1 && break; sleep 0.1; done\n"
+        f"grpcurl -plaintext 127.0.0.1:{port} grpc.health.v1.Health/Check"
+        for port in ports
+    )
+    script += f"\n{check}\nsleep 1\njobs -r | wc -l\nkill $(jobs -p)\nwait\n"
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    done = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.count('"status": "SERVING"') == 2
+    assert done.stdout.strip().splitlines()[-1].strip() == "4", done.stdout + done.stderr
+    assert done.stderr.count("dispatching from database postgresql") == 2
+    assert (tmp_path / "secret.key").exists()

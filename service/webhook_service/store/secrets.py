@@ -6,7 +6,7 @@ from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken
 
-from webhook_service.files import write_private
+from webhook_service.files import create_private
 
 # Stored values carry their scheme, so a later key or cipher can sit beside this one.
 PREFIX = "fernet:"
@@ -32,11 +32,8 @@ class SecretBox:
 
 def load_key(path: Path) -> tuple[bytes, bool]:
     """The key in `path`, made (readable by its owner only) when absent; the flag says it was made."""
-    if path.exists():
-        return path.read_bytes().strip(), False
-    key = Fernet.generate_key()
-    write_private(path, key.decode("ascii") + "\n")
-    return key, True
+    made = not path.exists() and create_private(path, Fernet.generate_key().decode("ascii") + "\n")
+    return path.read_bytes().strip(), made
 
 
 _box: SecretBox | None = None
