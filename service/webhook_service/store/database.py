@@ -6,6 +6,8 @@ import asyncio
 import contextlib
 import functools
 import logging
+import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -19,6 +21,8 @@ from webhook_service.store.models import bind_thread, database
 from webhook_service.store.schema import migrate
 
 log = logging.getLogger(__name__)
+
+IDLE_CHECK_SECONDS = 1.0
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -93,6 +97,7 @@ class Executor:
 
     def __init__(self, db: peewee.Database, threads: int) -> None:
         self.db = db
+        self._local = threading.local()
         self._pool = ThreadPoolExecutor(
             max_workers=threads, thread_name_prefix="store", initializer=bind_thread, initargs=(db,)
         )
@@ -103,6 +108,7 @@ class Executor:
 
     def _guarded(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         try:
+            self._revive_idle_connection()
             return fn(*args, **kwargs)
         except (peewee.OperationalError, peewee.InterfaceError) as error:
             # A lost connection must not stay cached on this thread.
@@ -111,6 +117,23 @@ class Executor:
                     self.db.close()
             log.warning("database unavailable: %s", error)
             raise Unavailable("the database is unavailable; try again") from error
+
+    def _revive_idle_connection(self) -> None:
+        """A server connection idle for a while may have died with a database restart: it is tried, and
+        replaced if dead, before a call relies on it. (A call is never retried blindly: a failure at COMMIT
+        could then store an event twice.)"""
+        if isinstance(self.db, peewee.SqliteDatabase) or self.db.is_closed():
+            return
+        moment = time.monotonic()
+        idle = moment - getattr(self._local, "used", moment)
+        self._local.used = moment
+        if idle < IDLE_CHECK_SECONDS:
+            return
+        try:
+            self.db.execute_sql("SELECT 1")  # type: ignore[no-untyped-call]
+        except (peewee.OperationalError, peewee.InterfaceError):
+            with contextlib.suppress(Exception):
+                self.db.close()
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)

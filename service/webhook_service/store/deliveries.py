@@ -135,7 +135,7 @@ def record(
         return []
     with transaction():
         moment = now()
-        AttemptRow.insert_many([_attempt_columns(outcome) for outcome in outcomes]).execute()
+        kept = []
         for outcome in outcomes:
             update = DeliveryRow.update(
                 state=outcome.state.value,
@@ -146,8 +146,12 @@ def record(
             ).where(DeliveryRow.id == outcome.claim.row_id)
             if outcome.queued:
                 update = update.where(DeliveryRow.lease_owner == owner)
-            update.execute()
-        queued = [o for o in outcomes if o.queued]
+            # A lease that expired meanwhile belongs to another dispatcher now, which records its own attempt.
+            if update.execute() or not outcome.queued:
+                kept.append(outcome)
+        if kept:
+            AttemptRow.insert_many([_attempt_columns(outcome) for outcome in kept]).execute()
+        queued = [o for o in kept if o.queued]
         succeeded = {o.claim.webhook_row for o in queued if o.succeeded}
         failed = {o.claim.webhook_row for o in queued if not o.succeeded} - succeeded
         if succeeded:
