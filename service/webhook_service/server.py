@@ -187,11 +187,12 @@ def _nobody() -> None:
 
 
 async def run_until_signalled(process: DispatchProcess) -> None:
-    await process.start()
+    # Handlers first: a signal that lands while starting still gets a graceful stop.
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stopping.set)
+    await process.start()
     await stopping.wait()
     log.info("shutting down")
     await process.stop()

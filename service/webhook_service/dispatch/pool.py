@@ -41,37 +41,52 @@ class Dispatcher:
         self._busy: Counter[int] = Counter()
         self._finished: list[Outcome] = []
         self._stopping = False
-        self._loops: list[asyncio.Task[None]] = []
+        self._claiming: asyncio.Task[None] | None = None
+        self._flushing: asyncio.Task[None] | None = None
+        self._pruning: asyncio.Task[None] | None = None
 
     def wake(self) -> None:
         """New deliveries are due: look now rather than at the next poll."""
         self._wake.set()
 
     async def start(self) -> None:
-        self._loops = [
-            asyncio.create_task(self._claim_loop(), name="claim"),
-            asyncio.create_task(self._flush_loop(), name="flush"),
-            asyncio.create_task(self._prune_loop(), name="prune"),
-        ]
+        self._claiming = asyncio.create_task(self._claim_loop(), name="claim")
+        self._flushing = asyncio.create_task(self._flush_loop(), name="flush")
+        self._pruning = asyncio.create_task(self._prune_loop(), name="prune")
 
     async def stop(self, grace: float) -> None:
-        """Stops claiming; in-flight requests get `grace` seconds, then their leases are given back."""
+        """Stops claiming; in-flight requests get `grace` seconds; every result is written and every
+        claim this dispatcher still holds is given back, so nothing waits for a lease to expire.
+
+        The claim and flush loops are let finish rather than cancelled: a claim or a write cut off
+        halfway would leave deliveries claimed with nobody to send or record them.
+        """
         self._stopping = True
         self._wake.set()
-        abandoned: list[int] = []
+        if self._claiming is not None:
+            await self._claiming
+        unfinished = 0
         if self._tasks:
             _, pending = await asyncio.wait(list(self._tasks.values()), timeout=grace)
-            abandoned = [row_id for row_id, task in self._tasks.items() if task in pending]
+            unfinished = len(pending)
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
-        for loop in self._loops:
-            loop.cancel()
-        await asyncio.gather(*self._loops, return_exceptions=True)
+        self._flush_now.set()
+        if self._flushing is not None:
+            await self._flushing
         await self._flush()
-        with contextlib.suppress(Exception):
-            await self.store.run(deliveries.release, self.owner, abandoned)
-        log.info("dispatcher stopped; %d unfinished deliveries released", len(abandoned))
+        if self._pruning is not None:
+            self._pruning.cancel()
+            await asyncio.gather(self._pruning, return_exceptions=True)
+        try:
+            released = await self.store.run(deliveries.release, self.owner)
+        except Exception:
+            log.exception("releasing this dispatcher's claims failed; they are taken again when their leases expire")
+            released = 0
+        log.info(
+            "dispatcher stopped; %d unfinished deliveries released (%d cut off by the grace)", released, unfinished
+        )
 
     @property
     def in_flight(self) -> int:
@@ -128,7 +143,7 @@ class Dispatcher:
         )
 
     async def _flush_loop(self) -> None:
-        while True:
+        while not self._stopping or self._tasks:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._flush_now.wait(), self.settings.flush_interval)
             self._flush_now.clear()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -111,14 +111,14 @@ def claim(owner: str, lease: float, limit: int, per_webhook: int, busy: Mapping[
         return [_claim_of(row) for row in chosen]
 
 
-def release(owner: str, row_ids: Iterable[int]) -> None:
-    """Gives leases back early, so another dispatcher need not wait for them to expire."""
-    ids = list(row_ids)
-    if ids:
-        with transaction():
-            DeliveryRow.update(lease_owner=None, lease_expires=None).where(
-                DeliveryRow.id.in_(ids) & (DeliveryRow.lease_owner == owner)
-            ).execute()
+def release(owner: str) -> int:
+    """Gives back every claim `owner` still holds, so another dispatcher need not wait for the leases to expire."""
+    with transaction():
+        return int(
+            DeliveryRow.update(lease_owner=None, lease_expires=None)
+            .where((DeliveryRow.lease_owner == owner) & (DeliveryRow.state == PENDING))
+            .execute()
+        )
 
 
 def record(
