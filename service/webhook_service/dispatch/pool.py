@@ -41,6 +41,8 @@ class Dispatcher:
         self._busy: Counter[int] = Counter()
         self._finished: list[Outcome] = []
         self._stopping = False
+        self._starved = False
+        self._capped: set[int] = set()
         self._claiming: asyncio.Task[None] | None = None
         self._flushing: asyncio.Task[None] | None = None
         self._pruning: asyncio.Task[None] | None = None
@@ -99,16 +101,23 @@ class Dispatcher:
             free = settings.concurrency - len(self._tasks)
             claimed: list[Claim] = []
             if free > 0:
+                busy = dict(self._busy)
                 try:
                     claimed = await self.store.run(
-                        deliveries.claim, self.owner, settings.lease, free, settings.per_webhook, dict(self._busy)
+                        deliveries.claim, self.owner, settings.lease, free, settings.per_webhook, busy
                     )
                 except Exception:
                     log.exception("claiming deliveries failed; retrying")
+                taken = Counter(busy)
                 for claim in claimed:
+                    taken[claim.webhook_row] += 1
                     self._busy[claim.webhook_row] += 1
                     self._tasks[claim.row_id] = asyncio.create_task(self._deliver(claim))
-            if free > 0 and len(claimed) == free:
+                # The webhooks whose limit held this claim back: their completions are worth a new claim.
+                self._capped = {webhook for webhook, count in taken.items() if count >= settings.per_webhook}
+            # Short of what was asked: nothing else is due, or only for webhooks at their limit.
+            self._starved = len(claimed) < free
+            if free > 0 and not self._starved:
                 continue
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), settings.poll_interval)
@@ -122,11 +131,21 @@ class Dispatcher:
         finally:
             del self._tasks[claim.row_id]
             self._busy[claim.webhook_row] -= 1
-            if self._busy[claim.webhook_row] <= 0:
+            left = self._busy[claim.webhook_row]
+            if left <= 0:
                 del self._busy[claim.webhook_row]
-            # Claim again once a quarter of the slots are free, not on every completion.
-            if self.settings.concurrency - len(self._tasks) >= max(1, self.settings.concurrency // 4):
+            self._claim_again_if_worth_it(claim.webhook_row, left)
+
+    def _claim_again_if_worth_it(self, webhook: int, left: int) -> None:
+        """Claims in batches rather than after every completion: once a quarter of all slots are free
+        while more work was waiting, or once a quarter of the slots of a webhook whose limit held the
+        last claim back are."""
+        settings = self.settings
+        if self._starved:
+            if webhook in self._capped and left <= settings.per_webhook - max(1, settings.per_webhook // 2):
                 self._wake.set()
+        elif settings.concurrency - len(self._tasks) >= max(1, settings.concurrency // 4):
+            self._wake.set()
 
     def _outcome(self, claim: Claim, attempt: Attempt) -> Outcome:
         retry_after = parse_retry_after(attempt.response_headers.get("Retry-After"), attempt.start_time)

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any, cast
 
 import peewee
 
 from webhook_service.domain.errors import NotFound
 from webhook_service.domain.model import Attempt, Delivery, DeliveryState
-from webhook_service.domain.names import DeliveryName, WebhookName
+from webhook_service.domain.names import DeliveryName, Parent, WebhookName
 from webhook_service.store import idempotency, secrets
 from webhook_service.store import webhooks as webhook_rows
 from webhook_service.store.database import transaction
@@ -56,32 +57,72 @@ class Outcome:
     queued: bool = True
 
 
-def _claim_of(row: DeliveryRow) -> Claim:
-    webhook: WebhookRow = row.webhook
-    return Claim(
-        row_id=row.id,
-        delivery_id=row.delivery_id,
-        webhook_row=webhook.id,
-        webhook_name=webhook_rows.name_of(webhook),
-        kind=row.kind,
-        payload=bytes(row.payload),
-        payload_url=webhook.payload_url,
-        secret=secrets.box().open(webhook.secret),
-        attempt_count=row.attempt_count,
-    )
+_CLAIM_COLUMNS = (
+    DeliveryRow.id,
+    DeliveryRow.delivery_id,
+    DeliveryRow.kind,
+    DeliveryRow.payload,
+    DeliveryRow.attempt_count,
+    WebhookRow.id,
+    WebhookRow.organization,
+    WebhookRow.project,
+    WebhookRow.stack,
+    WebhookRow.webhook_id,
+    WebhookRow.payload_url,
+    WebhookRow.secret,
+)
+
+
+def _tuples(query: peewee.BaseQuery) -> Iterable[tuple[Any, ...]]:
+    """A query's rows as plain tuples, skipping model objects where speed counts."""
+    return cast(Iterable[tuple[Any, ...]], query.tuples())
+
+
+def _claims(row_ids: list[int]) -> list[Claim]:
+    """What senders need for these deliveries, read as plain tuples: this runs for every delivery."""
+    query = _tuples(DeliveryRow.select(*_CLAIM_COLUMNS).join(WebhookRow).where(DeliveryRow.id.in_(row_ids)))
+    box = secrets.box()
+    return [
+        Claim(
+            row_id=row_id,
+            delivery_id=delivery_id,
+            webhook_row=webhook_row,
+            webhook_name=str(WebhookName(Parent(organization, project, stack), webhook_id)),
+            kind=kind,
+            payload=bytes(payload),
+            payload_url=payload_url,
+            secret=box.open(secret),
+            attempt_count=attempt_count,
+        )
+        for (
+            row_id,
+            delivery_id,
+            kind,
+            payload,
+            attempt_count,
+            webhook_row,
+            organization,
+            project,
+            stack,
+            webhook_id,
+            payload_url,
+            secret,
+        ) in query
+    ]
 
 
 def claim(owner: str, lease: float, limit: int, per_webhook: int, busy: Mapping[int, int]) -> list[Claim]:
     """Leases up to `limit` due deliveries of active webhooks, at most `per_webhook` in flight for each.
 
     `busy` counts what this dispatcher already has in flight per webhook row, so
-    one slow receiver's backlog never fills the batch.
+    one slow receiver's backlog never fills the batch. Candidates are bare
+    (id, webhook) pairs; only the chosen deliveries are read whole.
     """
     with transaction():
         moment = now()
         saturated = [webhook for webhook, count in busy.items() if count >= per_webhook]
         query = (
-            DeliveryRow.select(DeliveryRow, WebhookRow)
+            DeliveryRow.select(DeliveryRow.id, DeliveryRow.webhook)
             .join(WebhookRow)
             .where(
                 (DeliveryRow.state == PENDING)
@@ -97,18 +138,17 @@ def claim(owner: str, lease: float, limit: int, per_webhook: int, busy: Mapping[
         if not isinstance(database.obj, peewee.SqliteDatabase):
             query = query.for_update(of=DeliveryRow, skip_locked=True)
         counts = Counter(busy)
-        chosen: list[DeliveryRow] = []
-        for row in query:
-            if counts[row.webhook_id] < per_webhook:
-                counts[row.webhook_id] += 1
-                chosen.append(row)
+        chosen: list[int] = []
+        for row_id, webhook_row in _tuples(query):
+            if counts[webhook_row] < per_webhook:
+                counts[webhook_row] += 1
+                chosen.append(row_id)
                 if len(chosen) == limit:
                     break
-        if chosen:
-            DeliveryRow.update(lease_owner=owner, lease_expires=moment + lease).where(
-                DeliveryRow.id.in_([row.id for row in chosen])
-            ).execute()
-        return [_claim_of(row) for row in chosen]
+        if not chosen:
+            return []
+        DeliveryRow.update(lease_owner=owner, lease_expires=moment + lease).where(DeliveryRow.id.in_(chosen)).execute()
+        return _claims(chosen)
 
 
 def release(owner: str) -> int:
@@ -135,22 +175,9 @@ def record(
         return []
     with transaction():
         moment = now()
-        kept = []
-        for outcome in outcomes:
-            update = DeliveryRow.update(
-                state=outcome.state.value,
-                attempt_count=DeliveryRow.attempt_count + 1,
-                next_attempt_time=outcome.next_attempt_time,
-                lease_owner=None,
-                lease_expires=None,
-            ).where(DeliveryRow.id == outcome.claim.row_id)
-            if outcome.queued:
-                update = update.where(DeliveryRow.lease_owner == owner)
-            # A lease that expired meanwhile belongs to another dispatcher now, which records its own attempt.
-            if update.execute() or not outcome.queued:
-                kept.append(outcome)
+        kept = _close_attempts(owner, outcomes)
         if kept:
-            AttemptRow.insert_many([_attempt_columns(outcome) for outcome in kept]).execute()
+            _insert_attempts(kept)
         queued = [o for o in kept if o.queued]
         succeeded = {o.claim.webhook_row for o in queued if o.succeeded}
         failed = {o.claim.webhook_row for o in queued if not o.succeeded} - succeeded
@@ -171,6 +198,53 @@ def record(
         return disabled
 
 
+def _close_attempts(owner: str, outcomes: list[Outcome]) -> list[Outcome]:
+    """Writes each delivery's new state, one statement per group of like outcomes; returns the outcomes
+    that count. A queued outcome whose lease expired meanwhile belongs to another dispatcher now, which
+    records its own attempt, so it is dropped."""
+    groups: dict[tuple[str, float | None, bool], list[Outcome]] = {}
+    for outcome in outcomes:
+        groups.setdefault((outcome.state.value, outcome.next_attempt_time, outcome.queued), []).append(outcome)
+    kept: list[Outcome] = []
+    for (state, next_attempt_time, queued), members in groups.items():
+        for batch in peewee.chunked(members, 500):
+            update = DeliveryRow.update(
+                state=state,
+                attempt_count=DeliveryRow.attempt_count + 1,
+                next_attempt_time=next_attempt_time,
+                lease_owner=None,
+                lease_expires=None,
+            ).where(DeliveryRow.id.in_([o.claim.row_id for o in batch]))
+            if queued:
+                update = update.where(DeliveryRow.lease_owner == owner)
+            updated = {row_id for (row_id,) in _tuples(update.returning(DeliveryRow.id))}
+            kept += [o for o in batch if o.claim.row_id in updated]
+    return kept
+
+
+_ATTEMPT_COLUMNS = (
+    "delivery_id",
+    "attempt_number",
+    "start_time",
+    "request_url",
+    "request_headers",
+    "response_code",
+    "response_headers",
+    "response_body",
+    "duration",
+    "error",
+)
+
+
+def _insert_attempts(outcomes: list[Outcome]) -> None:
+    """One prepared INSERT run for every attempt: building a statement per row costs more than sending it."""
+    db = database.obj
+    assert db is not None
+    marks = ", ".join([db.param] * len(_ATTEMPT_COLUMNS))
+    statement = f"INSERT INTO {AttemptRow._meta.table_name} ({', '.join(_ATTEMPT_COLUMNS)}) VALUES ({marks})"
+    db.cursor().executemany(statement, [_attempt_values(outcome) for outcome in outcomes])  # type: ignore[no-untyped-call]
+
+
 def _fixed(reason: str) -> Callable[[datetime], str]:
     return lambda _since: reason
 
@@ -187,20 +261,21 @@ def _deactivate(where: peewee.Expression, reason: Callable[[datetime], str]) -> 
     return names
 
 
-def _attempt_columns(outcome: Outcome) -> dict[str, object]:
+def _attempt_values(outcome: Outcome) -> tuple[object, ...]:
+    """An attempt row in the order of _ATTEMPT_COLUMNS."""
     attempt = outcome.attempt
-    return {
-        "delivery": outcome.claim.row_id,
-        "attempt_number": outcome.claim.attempt_count + 1,
-        "start_time": attempt.start_time.timestamp(),
-        "request_url": attempt.request_url,
-        "request_headers": json.dumps(attempt.request_headers),
-        "response_code": attempt.response_code,
-        "response_headers": json.dumps(attempt.response_headers),
-        "response_body": attempt.response_body,
-        "duration": attempt.duration,
-        "error": attempt.error,
-    }
+    return (
+        outcome.claim.row_id,
+        outcome.claim.attempt_count + 1,
+        attempt.start_time.timestamp(),
+        attempt.request_url,
+        json.dumps(attempt.request_headers),
+        attempt.response_code,
+        json.dumps(attempt.response_headers),
+        attempt.response_body,
+        attempt.duration,
+        attempt.error,
+    )
 
 
 def create_direct(webhook: WebhookName, kind: str, payload: bytes, delivery_id: str) -> Claim:
@@ -217,8 +292,8 @@ def create_direct(webhook: WebhookName, kind: str, payload: bytes, delivery_id: 
             next_attempt_time=None,
             create_time=moment,
         )
-        delivery.webhook = row
-        return _claim_of(delivery)
+        [made] = _claims([delivery.id])
+        return made
 
 
 def _joined() -> peewee.ModelSelect[DeliveryRow]:
@@ -242,7 +317,8 @@ def _delivery_row(name: DeliveryName) -> DeliveryRow:
 
 def for_redelivery(name: DeliveryName) -> tuple[Claim, Delivery]:
     row = _delivery_row(name)
-    return _claim_of(row), _to_delivery(row, [])
+    [again] = _claims([row.id])
+    return again, _to_delivery(row, [])
 
 
 def get(name: DeliveryName) -> Delivery:
