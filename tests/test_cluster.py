@@ -410,3 +410,27 @@ def test_idle_connections_recover_after_a_database_restart(
         assert outcomes == [grpc.StatusCode.OK] * 12
     finally:
         stop_all([server])
+
+
+def test_two_servers_racing_on_one_request_id_store_one_event(
+    tmp_path: Path, postgres_cluster: PostgresCluster, receiver: Receiver
+) -> None:
+    """The idempotency key is unique in the database, so concurrent repeats on different servers agree."""
+    url = postgres_cluster.new_database()
+    token = create_token(url, "admin", "*")
+    servers = [start_server(url, tmp_path, "--dispatch-concurrency", "0") for _ in range(2)]
+    try:
+        clients = [Client(server.target, token=token) for server in servers]
+        make_webhook(clients[0], ORGANIZATION, receiver.url("/race"))
+        for attempt in range(20):
+            request = event_service_pb2.PublishEventRequest(event=seed.update_event(), request_id=f"race-{attempt}")
+            futures = [client.events.PublishEvent.future(request) for client in clients for _ in range(4)]
+            answers = {future.result(timeout=30).SerializeToString(deterministic=True) for future in futures}
+            assert len(answers) == 1, f"request race-{attempt} got {len(answers)} different answers"
+        [(events,)] = sql(url, "SELECT count(*) FROM event")
+        [(queued,)] = sql(url, "SELECT count(*) FROM delivery")
+        assert (events, queued) == (20, 20)
+        for client in clients:
+            client.close()
+    finally:
+        stop_all(servers)

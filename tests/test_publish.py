@@ -9,10 +9,13 @@ from typing import Any
 
 import grpc
 import pytest
+from peewee import SqliteDatabase
+from playhouse.db_url import connect
 
 from tests import seed
 from tests.helpers import WS, delivery_id, make_webhook, publish, rpc_error, wait_for_delivery
 from tests.support.receiver import Receiver
+from tests.support.running import RunningServer
 from webhooks.v1 import event_pb2, event_service_pb2, webhook_pb2
 from webhooks_client import Client, field_violations
 
@@ -220,3 +223,20 @@ def test_negative_counts_and_versions_are_refused(client: Client, org: str) -> N
         error = rpc_error(client.events.PublishEvent, ES.PublishEventRequest(event=bad))
         assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert list(field_violations(error)) == [field]
+
+
+def test_a_request_id_is_remembered_for_24_hours(
+    client: Client, server: RunningServer, receiver: Receiver, org: str
+) -> None:
+    make_webhook(client, f"organizations/{org}", receiver.url(f"/day/{org}"))
+    first = publish(client, seed.update_event(stack=stack_of(org)), request_id=f"day-{org}")
+    db = connect(server.settings.database)
+    with db.connection_context():
+        db.execute_sql(
+            "UPDATE idempotency_key SET create_time = create_time - 25 * 3600 WHERE request_id = "
+            + ("?" if isinstance(db, SqliteDatabase) else "%s"),
+            (f"day-{org}",),
+        )
+    later = publish(client, seed.update_event(stack=stack_of(org)), request_id=f"day-{org}")
+    assert later.event_id != first.event_id
+    assert publish(client, seed.update_event(stack=stack_of(org)), request_id=f"day-{org}") == later

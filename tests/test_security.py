@@ -17,7 +17,7 @@ from tests.support.databases import Databases
 from tests.support.process import ServiceProcess
 from tests.support.receiver import Receiver
 from tests.support.running import RunningServer
-from webhook_service.domain.limits import MAX_WEBHOOKS_PER_STACK
+from webhook_service.domain.limits import MAX_WEBHOOKS_PER_ORGANIZATION, MAX_WEBHOOKS_PER_STACK
 from webhook_service.server import TlsSettings
 from webhooks.v1 import event_service_pb2, webhook_pb2, webhook_service_pb2_grpc
 from webhooks_client import Client, field_violations
@@ -189,3 +189,21 @@ def test_oversized_events_and_requests_are_refused(client: Client, server: Runni
         with pytest.raises(grpc.RpcError) as caught:
             stub.CreateWebhook(huge, metadata=[("authorization", f"Bearer {server.admin_token}")])
     assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+def test_webhooks_per_organization_are_bounded(client: Client, org: str) -> None:
+    parent = f"organizations/{org}"
+    for i in range(MAX_WEBHOOKS_PER_ORGANIZATION):
+        client.webhooks.CreateWebhook(
+            WS.CreateWebhookRequest(
+                parent=parent, webhook_id=f"h{i}", webhook=webhook_pb2.Webhook(display_name="x", payload_url=URL)
+            )
+        )
+    error = rpc_error(
+        client.webhooks.CreateWebhook,
+        WS.CreateWebhookRequest(parent=parent, webhook=webhook_pb2.Webhook(display_name="x", payload_url=URL)),
+    )
+    assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert f"already has {MAX_WEBHOOKS_PER_ORGANIZATION} webhooks" in (error.details() or "")
+    # A stack of the organization keeps its own allowance.
+    make_webhook(client, f"{parent}/projects/p/stacks/s", URL)

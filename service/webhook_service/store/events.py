@@ -61,7 +61,8 @@ def _publish(
     with transaction():
         moment = now()
         if request_id:
-            earlier = idempotency.recall(idempotency.PUBLISH_EVENT, request_id, moment - IDEMPOTENCY_WINDOW)
+            expired_before = moment - IDEMPOTENCY_WINDOW
+            earlier = idempotency.recall(idempotency.PUBLISH_EVENT, request_id, expired_before)
             if earlier is not None:
                 answer = json.loads(earlier)
                 return Published(answer["event_id"], tuple(answer["deliveries"]))
@@ -101,5 +102,6 @@ def _publish(
                 idempotency.PUBLISH_EVENT,
                 request_id,
                 json.dumps({"event_id": published.event_id, "deliveries": list(published.deliveries)}),
+                expired_before,
             )
         return published

@@ -21,9 +21,13 @@ def recall(scope: str, request_id: str, since: float = 0.0) -> str | None:
     return None if row is None else str(row.response)
 
 
-def remember(scope: str, request_id: str, response: str) -> None:
-    # An expired key the pruner has not reached yet gives way to the new answer.
-    IdempotencyRow.delete().where(_key(scope, request_id)).execute()
+def remember(scope: str, request_id: str, response: str, expired_before: float = 0.0) -> None:
+    """Stores the answer; the unique key makes a concurrent first use of the same request_id fail here.
+
+    A key older than `expired_before` that the pruner has not reached yet gives way to the new answer;
+    a live one never does, or two racing calls could both win.
+    """
+    IdempotencyRow.delete().where(_key(scope, request_id) & (IdempotencyRow.create_time < expired_before)).execute()
     IdempotencyRow.create(scope=scope, request_id=request_id, response=response, create_time=now())
 
 
