@@ -14,7 +14,7 @@ import peewee
 from webhook_service.domain.errors import NotFound
 from webhook_service.domain.model import Attempt, Delivery, DeliveryState
 from webhook_service.domain.names import DeliveryName, Parent, WebhookName
-from webhook_service.store import idempotency, secrets
+from webhook_service.store import idempotency, secrets, statements
 from webhook_service.store import webhooks as webhook_rows
 from webhook_service.store.database import transaction
 from webhook_service.store.models import AttemptRow, DeliveryRow, EventRow, WebhookRow, database
@@ -236,13 +236,15 @@ _ATTEMPT_COLUMNS = (
 )
 
 
+_INSERT_ATTEMPT = (
+    f'INSERT INTO "delivery_attempt" ({statements.columns(_ATTEMPT_COLUMNS)})'
+    f" VALUES ({statements.placeholders(len(_ATTEMPT_COLUMNS))})"
+)
+
+
 def _insert_attempts(outcomes: list[Outcome]) -> None:
     """One prepared INSERT run for every attempt: building a statement per row costs more than sending it."""
-    db = database.obj
-    assert db is not None
-    marks = ", ".join([db.param] * len(_ATTEMPT_COLUMNS))
-    statement = f"INSERT INTO {AttemptRow._meta.table_name} ({', '.join(_ATTEMPT_COLUMNS)}) VALUES ({marks})"
-    db.cursor().executemany(statement, [_attempt_values(outcome) for outcome in outcomes])  # type: ignore[no-untyped-call]
+    statements.execute_many(_INSERT_ATTEMPT, [_attempt_values(outcome) for outcome in outcomes])
 
 
 def _fixed(reason: str) -> Callable[[datetime], str]:

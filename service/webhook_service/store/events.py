@@ -9,14 +9,24 @@ from dataclasses import dataclass
 
 import peewee
 
-from webhook_service.domain.model import Event, Webhook
-from webhook_service.store import idempotency, webhooks
+from webhook_service.domain.model import DeliveryState, Event, Webhook
+from webhook_service.store import idempotency, statements, webhooks
 from webhook_service.store.database import transaction
-from webhook_service.store.models import DeliveryRow, EventRow
 from webhook_service.store.times import now
 
 # How long a PublishEvent request_id is remembered.
 IDEMPOTENCY_WINDOW = 24 * 3600.0
+PENDING = DeliveryState.PENDING.value
+
+# Every publish runs these, so they are fixed SQL.
+_INSERT_EVENT = (
+    'INSERT INTO "event" ("event_id", "organization", "project", "stack", "kind", "create_time")'
+    ' VALUES (?, ?, ?, ?, ?, ?) RETURNING "id"'
+)
+_INSERT_DELIVERY = (
+    'INSERT INTO "delivery" ("delivery_id", "webhook_id", "event_id", "kind", "payload", "state",'
+    ' "attempt_count", "next_attempt_time", "create_time") VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?)'
+)
 
 
 @dataclass(frozen=True)
@@ -69,34 +79,21 @@ def _publish(
         candidates = webhooks.active_for_stack(event.parent)
         row_ids = {w.name: row_id for row_id, w in candidates}
         outgoing = route([w for _, w in candidates])
-        event_row = EventRow.create(
-            event_id=new_id(),
-            organization=event.organization_name,
-            project=event.project,
-            stack=event.stack,
-            kind=kind,
-            create_time=moment,
-        )
+        event_id = new_id()
+        [(event_row,)] = statements.execute(
+            _INSERT_EVENT, (event_id, event.organization_name, event.project, event.stack, kind, moment)
+        ).fetchall()
         names = []
         rows = []
         for webhook, payload in outgoing:
             delivery_id = new_id()
             names.append(f"{webhook.name}/deliveries/{delivery_id}")
             rows.append(
-                {
-                    "delivery_id": delivery_id,
-                    "webhook": row_ids[webhook.name],
-                    "event": event_row.id,
-                    "kind": kind,
-                    "payload": payload,
-                    "state": "pending",
-                    "next_attempt_time": moment + first_delay,
-                    "create_time": moment,
-                }
+                (delivery_id, row_ids[webhook.name], event_row, kind, payload, PENDING, moment + first_delay, moment)
             )
         if rows:
-            DeliveryRow.insert_many(rows).execute()
-        published = Published(event_row.event_id, tuple(names))
+            statements.execute_many(_INSERT_DELIVERY, rows)
+        published = Published(event_id, tuple(names))
         if request_id:
             idempotency.remember(
                 idempotency.PUBLISH_EVENT,

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import peewee
 
@@ -10,27 +11,65 @@ from webhook_service.domain.errors import AlreadyExists, NotFound, ResourceExhau
 from webhook_service.domain.limits import MAX_WEBHOOKS_PER_ORGANIZATION, MAX_WEBHOOKS_PER_STACK
 from webhook_service.domain.model import Webhook, WebhookFilter, WebhookFormat, WebhookGroup
 from webhook_service.domain.names import Parent, WebhookName, parse_webhook_name
-from webhook_service.store import idempotency, secrets
+from webhook_service.store import idempotency, secrets, statements
 from webhook_service.store.database import scrub_freed_space, transaction
 from webhook_service.store.models import WebhookRow
 from webhook_service.store.times import now, to_datetime
 
+_COLUMNS = (
+    "organization",
+    "project",
+    "stack",
+    "webhook_id",
+    "display_name",
+    "payload_url",
+    "secret",
+    "active",
+    "format",
+    "filters",
+    "groups",
+    "disabled_reason",
+    "create_time",
+    "update_time",
+)
+
+
+def _webhook(values: Sequence[Any]) -> Webhook:
+    """A webhook from its columns, in the order of _COLUMNS."""
+    (
+        organization,
+        project,
+        stack,
+        webhook_id,
+        display_name,
+        payload_url,
+        secret,
+        active,
+        format,
+        filters,
+        groups,
+        disabled_reason,
+        create_time,
+        update_time,
+    ) = values
+    return Webhook(
+        parent=Parent(organization, project, stack),
+        webhook_id=webhook_id,
+        display_name=display_name,
+        payload_url=payload_url,
+        secret=secrets.box().open(secret),
+        active=bool(active),
+        format=WebhookFormat(format),
+        filters=tuple(WebhookFilter(f) for f in filters.split(",") if f),
+        groups=tuple(WebhookGroup(g) for g in groups.split(",") if g),
+        disabled_reason=disabled_reason,
+        create_time=to_datetime(create_time),
+        update_time=to_datetime(update_time),
+    )
+
 
 def to_webhook(row: WebhookRow) -> Webhook:
-    return Webhook(
-        parent=Parent(row.organization, row.project, row.stack),
-        webhook_id=row.webhook_id,
-        display_name=row.display_name,
-        payload_url=row.payload_url,
-        secret=secrets.box().open(row.secret),
-        active=row.active,
-        format=WebhookFormat(row.format),
-        filters=tuple(WebhookFilter(f) for f in row.filters.split(",") if f),
-        groups=tuple(WebhookGroup(g) for g in row.groups.split(",") if g),
-        disabled_reason=row.disabled_reason,
-        create_time=to_datetime(row.create_time),
-        update_time=to_datetime(row.update_time),
-    )
+    return _webhook([getattr(row, column) for column in _COLUMNS])
 
 
 def name_of(row: WebhookRow) -> str:
@@ -150,17 +189,20 @@ def delete(name: WebhookName) -> None:
             raise NotFound(f"webhook {name} does not exist")
 
 
+_ACTIVE_FOR_STACK = (
+    f'SELECT "id", {statements.columns(_COLUMNS)} FROM "webhook"'
+    ' WHERE "organization" = ? AND "active" = ?'
+    ' AND (("project" = \'\' AND "stack" = \'\') OR ("project" = ? AND "stack" = ?))'
+)
+
+
 def active_for_stack(stack: Parent) -> list[tuple[int, Webhook]]:
-    """Every active webhook of the stack's organization and of the stack itself, with row IDs."""
-    rows = WebhookRow.select().where(
-        (WebhookRow.organization == stack.organization)
-        & (WebhookRow.active == True)  # noqa: E712 - peewee builds SQL from ==
-        & (
-            ((WebhookRow.project == "") & (WebhookRow.stack == ""))
-            | ((WebhookRow.project == stack.project) & (WebhookRow.stack == stack.stack))
-        )
-    )
-    return [(row.id, to_webhook(row)) for row in rows]
+    """Every active webhook of the stack's organization and of the stack itself, with row IDs.
+
+    Every publish runs this, so it is fixed SQL.
+    """
+    rows = statements.execute(_ACTIVE_FOR_STACK, (stack.organization, True, stack.project, stack.stack))
+    return [(row[0], _webhook(row[1:])) for row in rows.fetchall()]
 
 
 def prepare_secrets() -> int:

@@ -1,0 +1,40 @@
+"""Fixed SQL for the hot paths, where building each statement anew costs more than running it.
+
+Statements are written with `?` placeholders and quoted identifiers, which SQLite and PostgreSQL both
+read; the placeholder becomes the engine's own when the statement is first used.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from functools import lru_cache
+from typing import Any
+
+from webhook_service.store.models import database
+
+
+def columns(names: Iterable[str]) -> str:
+    """A quoted, comma-separated column list."""
+    return ", ".join('"' + name + '"' for name in names)
+
+
+def placeholders(count: int) -> str:
+    return ", ".join("?" * count)
+
+
+@lru_cache(maxsize=64)
+def _for_engine(text: str, param: str) -> str:
+    return text if param == "?" else text.replace("?", param)
+
+
+def execute(text: str, params: Sequence[Any] = ()) -> Any:
+    """Runs one statement; returns the DB-API cursor."""
+    db = database.obj
+    assert db is not None
+    return db.execute_sql(_for_engine(text, db.param), params)  # type: ignore[no-untyped-call]
+
+
+def execute_many(text: str, rows: Iterable[Sequence[Any]]) -> None:
+    db = database.obj
+    assert db is not None
+    db.cursor().executemany(_for_engine(text, db.param), list(rows))  # type: ignore[no-untyped-call]
