@@ -1,6 +1,7 @@
 import json
 from typing import Any
 
+from tests import seed
 from webhook_service.domain.model import (
     DeploymentChange,
     Event,
@@ -20,22 +21,9 @@ RAW, SLACK, TEAMS = WebhookFormat.RAW, WebhookFormat.SLACK, WebhookFormat.MS_TEA
 
 MORTY = Identity("Morty Smith", "morty", "https://crazy-adventures.net/morty.png")
 ORG = Identity("Crazy Adventures", "crazy-adventures", "https://crazy-adventures.net/logo.png")
-BASE = "https://app.pulumi.com/crazy-adventures/website/website-prod"
+BASE = seed.BASE
 CHANGES = {"update": 3, "delete": 1, "update-replace": 2}
 PREVIEW_URL = f"{BASE}/previews/11bf162b-d9d5-4715-8f88-20dcd0e0b167"
-
-EXPECTED_HEAD: dict[str, Any] = {
-    "user": {
-        "name": "Morty Smith",
-        "githubLogin": "morty",
-        "avatarUrl": "https://crazy-adventures.net/morty.png",
-    },
-    "organization": {
-        "name": "Crazy Adventures",
-        "githubLogin": "crazy-adventures",
-        "avatarUrl": "https://crazy-adventures.net/logo.png",
-    },
-}
 
 
 def event(change: StackChange | UpdateChange | DeploymentChange) -> Event:
@@ -60,59 +48,20 @@ def assert_same_ordered(actual: Any, expected: Any) -> None:
 
 
 def test_raw_stack_creation() -> None:
-    expected = {
-        **EXPECTED_HEAD,
-        "action": "created",
-        "projectName": "website",
-        "stackName": "website-prod",
-    }
-    assert_same_ordered(raw(STACK_CREATED), expected)
+    assert_same_ordered(raw(STACK_CREATED), seed.STACK_CREATION)
 
 
 def test_raw_stack_update() -> None:
-    expected = {
-        **EXPECTED_HEAD,
-        "projectName": "website",
-        "stackName": "website-prod",
-        "updateUrl": f"{BASE}/updates/42",
-        "kind": "refresh",
-        "result": "succeeded",
-        "resourceChanges": {"update": 3, "delete": 1, "update-replace": 2},
-        "isPreview": False,
-    }
-    assert_same_ordered(raw(REFRESH), expected)
-    assert list(raw(REFRESH)["resourceChanges"]) == [
-        "update",
-        "delete",
-        "update-replace",
-    ]
+    assert_same_ordered(raw(REFRESH), seed.STACK_UPDATE)
+    assert list(raw(REFRESH)["resourceChanges"]) == ["update", "delete", "update-replace"]
 
 
 def test_raw_stack_preview() -> None:
-    expected = {
-        **EXPECTED_HEAD,
-        "projectName": "website",
-        "stackName": "website-prod",
-        "updateUrl": PREVIEW_URL,
-        "kind": "update",
-        "result": "failed",
-        "resourceChanges": {"update": 3, "delete": 1, "update-replace": 2},
-        "isPreview": True,
-    }
-    assert_same_ordered(raw(PREVIEW), expected)
+    assert_same_ordered(raw(PREVIEW), seed.STACK_PREVIEW)
 
 
 def test_raw_deployment() -> None:
-    expected = {
-        **EXPECTED_HEAD,
-        "projectName": "website",
-        "stackName": "website-prod",
-        "deploymentUrl": f"{BASE}/deployments/127",
-        "version": 127,
-        "operation": "update",
-        "status": "running",
-    }
-    assert_same_ordered(raw(DEPLOYMENT), expected)
+    assert_same_ordered(raw(DEPLOYMENT), seed.DEPLOYMENT)
     assert isinstance(raw(DEPLOYMENT)["version"], int)
 
 
