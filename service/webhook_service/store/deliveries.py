@@ -182,7 +182,9 @@ def record(
         succeeded = {o.claim.webhook_row for o in queued if o.succeeded}
         failed = {o.claim.webhook_row for o in queued if not o.succeeded} - succeeded
         if succeeded:
-            WebhookRow.update(failing_since=None).where(WebhookRow.id.in_(succeeded)).execute()
+            WebhookRow.update(failing_since=None).where(
+                WebhookRow.id.in_(succeeded) & WebhookRow.failing_since.is_null(False)
+            ).execute()
         if failed:
             WebhookRow.update(failing_since=moment).where(
                 WebhookRow.id.in_(failed) & WebhookRow.failing_since.is_null()

@@ -10,6 +10,9 @@ from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from typing import Any
 
+from peewee import PostgresqlDatabase
+from psycopg2.extras import execute_batch
+
 from webhook_service.store.models import database
 
 
@@ -35,6 +38,13 @@ def execute(text: str, params: Sequence[Any] = ()) -> Any:
 
 
 def execute_many(text: str, rows: Iterable[Sequence[Any]]) -> None:
+    """Runs one statement for each row, in as few round trips as the driver allows."""
     db = database.obj
     assert db is not None
-    db.cursor().executemany(_for_engine(text, db.param), list(rows))  # type: ignore[no-untyped-call]
+    statement = _for_engine(text, db.param)
+    cursor = db.cursor()  # type: ignore[no-untyped-call]
+    if isinstance(db, PostgresqlDatabase):
+        # psycopg2's executemany sends the rows one statement at a time.
+        execute_batch(cursor, statement, list(rows), page_size=500)
+    else:
+        cursor.executemany(statement, list(rows))
