@@ -41,7 +41,7 @@ proto: $(VENV)/.tools
 		$(PROTOS)
 	touch $(GEN)/__init__.py $(GEN)/v1/__init__.py $(GEN)/py.typed
 
-bench: setup
+bench: setup postgres
 	$(BIN)/python -m bench
 
 clean:

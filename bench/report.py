@@ -24,14 +24,26 @@ class Row:
     met: bool | None = None
 
 
-def table(rows: Sequence[Row]) -> str:
-    header = Row("figure", "value", "target", None)
-    cells = [(r.figure, r.value, r.target, "" if r.met is None else ("yes" if r.met else "NO")) for r in rows]
-    first = (header.figure, header.value, header.target, "met")
+@dataclass(frozen=True)
+class Heading:
+    """A line of its own that opens a section of the table (a mode, the scaling figures)."""
+
+    text: str
+
+
+def _cells(row: Row) -> tuple[str, str, str, str]:
+    return (row.figure, row.value, row.target, "" if row.met is None else ("yes" if row.met else "NO"))
+
+
+def table(rows: Sequence[Row | Heading]) -> str:
+    first = ("figure", "value", "target", "met")
+    cells = [_cells(r) for r in rows if isinstance(r, Row)]
     widths = [max(len(c[i]) for c in [first, *cells]) for i in range(4)]
-    lines = []
-    for number, cell in enumerate([first, *cells]):
-        lines.append("  ".join(text.ljust(width) for text, width in zip(cell, widths, strict=True)).rstrip())
-        if number == 0:
-            lines.append("  ".join("-" * width for width in widths))
+
+    def line(cell: tuple[str, str, str, str]) -> str:
+        return "  ".join(text.ljust(width) for text, width in zip(cell, widths, strict=True)).rstrip()
+
+    lines = [line(first), "  ".join("-" * width for width in widths)]
+    for row in rows:
+        lines += ["", row.text] if isinstance(row, Heading) else [line(_cells(row))]
     return "\n".join(lines)

@@ -1,9 +1,16 @@
 """The phases of `make bench` and the table they end with.
 
-1. ceiling: a bare aiohttp loop posting the service's signed body to the receiver;
-2. drain: deliveries queued in the database before the service starts, delivered by its dispatcher;
-3. live: events published over gRPC with one webhook per event, then ten, then at a steady rate;
-4. memory: the service's resident size with an empty database and with a large backlog pending.
+Once: the ceiling, a bare aiohttp loop posting the service's signed body to the receiver. Then, for each mode
+of `--modes`:
+
+1. drain: deliveries queued in the database before the service starts, delivered by its dispatcher(s);
+2. live: events published over gRPC with one webhook per event, then ten, then at a steady rate;
+3. memory: the service's resident size with an empty database and with a large backlog pending.
+
+Modes: `sqlite` is one `webhooks serve` with its built-in dispatcher, on a SQLite file per phase.
+`postgresql-N` is an API-only `webhooks serve --dispatch-concurrency 0` plus N `webhooks dispatch` processes,
+on a fresh database per phase of one throwaway PostgreSQL cluster that the bench starts once and destroys at
+the end. With several PostgreSQL modes, the table ends with how their throughput scales with the dispatchers.
 """
 
 from __future__ import annotations
@@ -12,20 +19,24 @@ import argparse
 import asyncio
 import math
 import os
+import re
+import signal
 import sys
 import tempfile
 import time
 from collections.abc import Coroutine, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from bench.ceiling import post_loop
 from bench.live import Published, create_webhooks, publish_burst, publish_paced
-from bench.prefill import prefill, sample_event
+from bench.postgres import PostgresServer
+from bench.prefill import activate, prefill, sample_event
 from bench.receiver import ReceiverProcess
-from bench.report import Row, percentile, table
-from bench.service import ServiceProcess
+from bench.report import Heading, Row, percentile, table
+from bench.service import Deployment, Memory, PerProcess, Topology
 from webhook_service.domain.model import WebhookFormat
 from webhook_service.domain.payloads import event_kind, render_event
 
@@ -39,6 +50,10 @@ FLAT_MEMORY_MIB = 10.0
 SETTLE_SECONDS = 3.0
 # After the last expected delivery, time for any duplicate to show up before the receipts are read.
 DUPLICATES_GRACE = 0.3
+# Due tomorrow: queued, but not for the dispatchers yet.
+NOT_DUE = 86_400.0
+DEFAULT_MODES = "sqlite,postgresql-1,postgresql-2"
+POSTGRESQL_MODE = re.compile(r"postgresql-([1-9][0-9]*)")
 
 
 def machine_busy_seconds() -> float:
@@ -55,12 +70,21 @@ def own_busy_seconds() -> float:
     return times.user + times.system + times.children_user + times.children_system
 
 
+def exit_on_signal(signum: int, _frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)
+
+
 def say(message: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0] if __doc__ else "")
+    parser.add_argument(
+        "--modes",
+        default=DEFAULT_MODES,
+        help="comma-separated: sqlite, and postgresql-N for N `webhooks dispatch` processes (default %(default)s)",
+    )
     parser.add_argument("--ceiling-posts", type=int, default=10_000, help="posts per round of the bare aiohttp loop")
     parser.add_argument("--ceiling-rounds", type=int, default=3, help="rounds of the ceiling loop (the median counts)")
     parser.add_argument("--concurrency", type=int, default=64, help="posts in flight in the ceiling loop")
@@ -76,11 +100,27 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--rate", type=float, default=200.0, help="events per second of the paced run")
     parser.add_argument("--paced-seconds", type=float, default=5.0, help="length of the paced run")
     parser.add_argument("--pending", type=int, default=100_000, help="deliveries pending in the memory run")
+    postgresql = parser.add_argument_group(
+        "PostgreSQL modes",
+        "sizes of the postgresql-N modes when they differ from the SQLite mode's (default: the same)",
+    )
+    postgresql.add_argument("--pg-drain", type=int, help="--drain of the PostgreSQL modes")
+    postgresql.add_argument("--pg-events-one", type=int, help="--events-one of the PostgreSQL modes")
+    postgresql.add_argument("--pg-events-ten", type=int, help="--events-ten of the PostgreSQL modes")
+    postgresql.add_argument("--pg-paced-seconds", type=float, help="--paced-seconds of the PostgreSQL modes")
+    postgresql.add_argument("--pg-pending", type=int, help="--pending of the PostgreSQL modes")
     parser.add_argument(
         "--service-arg",
         action="append",
         default=[],
         help="extra `webhooks serve` flag, repeatable; e.g. --service-arg=--webhook-concurrency=64",
+    )
+    parser.add_argument(
+        "--dispatcher-arg",
+        action="append",
+        default=[],
+        help="extra `webhooks dispatch` flag for the PostgreSQL modes, repeatable; "
+        "e.g. --dispatcher-arg=--database-pool-size=8",
     )
     parser.add_argument(
         "--phases", default="drain,live,memory", help="comma-separated phases to run after the ceiling (default all)"
@@ -91,24 +131,178 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 @dataclass(frozen=True)
-class Memory:
-    rss: float  # MiB resident
-    anon: float  # MiB of it that the process allocated (RssAnon: heap, stacks), without mapped files
+class Mode:
+    """An engine and how the service is deployed on it."""
+
+    name: str
+    engine: str  # "sqlite" or "postgresql"
+    topology: Topology
+
+    @property
+    def postgresql(self) -> bool:
+        return self.engine == "postgresql"
+
+
+def parse_modes(text: str) -> list[Mode]:
+    modes = []
+    for name in (part.strip() for part in text.split(",")):
+        if not name:
+            continue
+        found = POSTGRESQL_MODE.fullmatch(name)
+        if name == "sqlite":
+            modes.append(Mode(name, "sqlite", Topology(0)))
+        elif found:
+            modes.append(Mode(name, "postgresql", Topology(int(found[1]))))
+        else:
+            raise SystemExit(f"unknown mode {name!r}: sqlite or postgresql-N (N dispatcher processes)")
+    if len({mode.name for mode in modes}) != len(modes):
+        raise SystemExit(f"a mode is named twice in --modes {text}")
+    return modes
+
+
+@dataclass(frozen=True)
+class Sizes:
+    drain: int
+    events_one: int
+    events_ten: int
+    paced_seconds: float
+    pending: int
 
     def __str__(self) -> str:
-        return f"RSS {self.rss:.1f} MiB, {self.anon:.1f} MiB of it anonymous"
+        return (
+            f"drain {self.drain:,} queued; live {self.events_one:,} events with 1 webhook, "
+            f"{self.events_ten:,} with 10; paced {self.paced_seconds:g}s; memory {self.pending:,} pending"
+        )
 
 
-def idle_memory(service: ServiceProcess) -> Memory:
-    """The service's memory once it has been idle for a few dispatcher polls."""
-    time.sleep(SETTLE_SECONDS)
-    return Memory(service.rss_mib(), service.anon_rss_mib())
+def sizes_for(mode: Mode, args: argparse.Namespace) -> Sizes:
+    """The SQLite mode's sizes, with those given for the PostgreSQL modes in their place there."""
+
+    def size(name: str) -> Any:
+        own = getattr(args, "pg_" + name) if mode.postgresql else None
+        return getattr(args, name) if own is None else own
+
+    return Sizes(size("drain"), size("events_one"), size("events_ten"), size("paced_seconds"), size("pending"))
+
+
+@dataclass(frozen=True)
+class CpuSample:
+    """CPU seconds used so far, read at one moment."""
+
+    wall: float
+    service: PerProcess  # each process of the deployment
+    database: float  # the PostgreSQL server, all its processes (0 on SQLite, which runs inside the service)
+    machine: float  # every process on the machine
+
+
+@dataclass(frozen=True)
+class CpuUse:
+    """CPU microseconds per delivery between two samples, and how busy the machine was meanwhile."""
+
+    service: PerProcess
+    database: float
+    machine_busy: float  # CPUs busy on average
+
+    @property
+    def service_us(self) -> float:
+        return self.service.total
+
+    @classmethod
+    def between(cls, start: CpuSample, end: CpuSample, deliveries: int) -> CpuUse:
+        per_delivery = 1e6 / max(1, deliveries)
+        service = [(b - a) * per_delivery for a, b in zip(start.service.values, end.service.values, strict=True)]
+        return cls(
+            PerProcess(tuple(service)),
+            (end.database - start.database) * per_delivery,
+            (end.machine - start.machine) / max(1e-9, end.wall - start.wall),
+        )
 
 
 @dataclass(frozen=True)
 class Ceiling:
     rate: float
     cpu_us: float  # CPU microseconds the loop spends per post
+
+
+class ModeRun:
+    """What the phases of one mode share: the receiver, where each phase's database and home folder are,
+    and how the mode's deployment starts. Log lines of the PostgreSQL modes are tagged with the mode."""
+
+    def __init__(
+        self,
+        mode: Mode,
+        args: argparse.Namespace,
+        receiver: ReceiverProcess,
+        folder: str,
+        ceiling: Ceiling,
+        server: PostgresServer | None,
+    ) -> None:
+        assert (server is not None) == mode.postgresql
+        self.mode = mode
+        self.args = args
+        self.sizes = sizes_for(mode, args)
+        self.receiver = receiver
+        self.folder = folder
+        self.ceiling = ceiling
+        self.server = server
+        self.tag = f"{mode.name}: " if mode.postgresql else ""
+
+    def say(self, message: str) -> None:
+        say(self.tag + message)
+
+    def database(self, phase: str) -> str:
+        if self.server is not None:
+            return self.server.new_database()
+        return f"sqlite:///{self.folder}/{phase}.db"
+
+    def home(self, phase: str) -> Path:
+        return Path(self.folder) / (f"{self.mode.name}-{phase}" if self.mode.postgresql else phase)
+
+    def deploy(self, database: str, home: Path, profile: bool = True) -> Deployment:
+        prefix = ""
+        if profile and self.args.profile:
+            Path(self.args.profile).mkdir(parents=True, exist_ok=True)
+            prefix = str(Path(self.args.profile) / home.name)
+        return Deployment(database, home, self.mode.topology, self.args.service_arg, self.args.dispatcher_arg, prefix)
+
+    def cpu_sample(self, service: Deployment) -> CpuSample:
+        """The CPU used so far by the service's processes, the PostgreSQL server and the whole machine."""
+        database = self.server.cpu_seconds() if self.server is not None else 0.0
+        return CpuSample(time.perf_counter(), service.cpu_seconds(), database, machine_busy_seconds())
+
+    def cpu_text(self, cpu: CpuUse) -> str:
+        """For a log line: the CPU per delivery of the service and of the PostgreSQL server, the machine's use."""
+        database = f", {cpu.database:.0f} us PostgreSQL CPU" if self.server is not None else ""
+        return f"{cpu.service_us:.0f} us service CPU{database} per delivery, {cpu.machine_busy:.1f} CPUs busy"
+
+    def cpu_rows(self, label: str, cpu: CpuUse) -> list[Row]:
+        """Service CPU per delivery: all processes together, and each one's share when there are several;
+        the PostgreSQL server's beside it."""
+        if self.processes == 1:
+            return [Row(f"{label}: service CPU per delivery", f"{cpu.service_us:.0f} us")]
+        rows = [
+            Row(f"{label}: service CPU per delivery, {self.processes} processes together", cpu.service.text("us", 0)),
+        ]
+        if self.server is not None:
+            rows.append(Row(f"{label}: PostgreSQL server CPU per delivery", f"{cpu.database:.0f} us"))
+        return rows
+
+    @property
+    def processes(self) -> int:
+        return self.mode.topology.processes
+
+    def warn_about(self, service: Deployment, phase: str) -> None:
+        errors = service.errors()
+        for line in errors[:5]:
+            self.say(f"{phase}: service logged: {line}")
+        if len(errors) > 5:
+            self.say(f"{phase}: ... and {len(errors) - 5} more such lines")
+
+
+def idle_memory(service: Deployment) -> Memory:
+    """The service's memory once it has been idle for a few dispatcher polls."""
+    time.sleep(SETTLE_SECONDS)
+    return service.memory()
 
 
 def measure_ceiling(receiver: ReceiverProcess, args: argparse.Namespace) -> Ceiling:
@@ -139,45 +333,56 @@ def measure_ceiling(receiver: ReceiverProcess, args: argparse.Namespace) -> Ceil
 @dataclass(frozen=True)
 class Drain:
     rate: float
-    cpu_us: float  # service CPU microseconds per delivery
-    peak_rss: float
-    end_rss: float
+    cpu: CpuUse
+    peak_rss: PerProcess
+    end_rss: PerProcess
 
 
-def measure_drain(receiver: ReceiverProcess, folder: str, args: argparse.Namespace, hooks: int) -> Drain:
-    """Deliveries per second from the first to the last arrival, with the service's CPU and memory."""
-    database = f"sqlite:///{folder}/drain-{hooks}.db"
+def measure_drain(run: ModeRun, hooks: int) -> Drain:
+    """Deliveries per second from the first to the last arrival, with the service's CPU and memory.
+
+    With separate dispatcher processes, the backlog is queued for inactive webhooks, which are activated once
+    every process is up, so that no dispatcher starts ahead of the others; the single SQLite service finds its
+    backlog due as it starts."""
+    count = run.sizes.drain
+    receiver = run.receiver
+    database = run.database(f"drain-{hooks}")
+    separate = run.mode.topology.dispatchers > 0
     clock = time.perf_counter()
-    home = Path(folder) / f"drain-{hooks}"
-    prefill(database, home, args.drain, receiver.url, SECRET, due_in=0.0, hooks=hooks)
-    say(
-        f"drain: {args.drain:,} deliveries to {hooks} webhook(s) queued in "
+    home = run.home(f"drain-{hooks}")
+    prefill(database, home, count, receiver.url, SECRET, due_in=0.0, hooks=hooks, active=not separate)
+    run.say(
+        f"drain: {count:,} deliveries to {hooks} webhook(s) queued in "
         f"{time.perf_counter() - clock:.1f}s; starting the service"
     )
     receiver.reset()
-    service = ServiceProcess(database, home, args.service_arg, profile_path(args, f"drain-{hooks}"))
-    timeout = max(60.0, args.drain / 200)
+    service = run.deploy(database, home)
+    timeout = max(60.0, count / 200)
     try:
+        released = service.started
+        if separate:
+            activate(database)
+            released = time.time()
         receiver.wait_for(1, timeout)
-        cpu_start, count_start = service.cpu_seconds(), receiver.count()
-        receiver.wait_for(args.drain, timeout)
-        cpu = service.cpu_seconds() - cpu_start
+        cpu_start, count_start = run.cpu_sample(service), receiver.count()
+        receiver.wait_for(count, timeout)
+        cpu_end = run.cpu_sample(service)
         cpu_count = receiver.count() - count_start
         time.sleep(DUPLICATES_GRACE)
         end_rss, peak_rss = service.rss_mib(), service.peak_rss_mib()
         receipts = receiver.receipts()
     finally:
         service.stop()
-        warn_about(service, "drain")
+        run.warn_about(service, "drain")
     unique = len(set(receipts.ids))
-    if unique < args.drain:
-        say(f"drain: only {unique:,} of {args.drain:,} deliveries arrived")
+    if unique < count:
+        run.say(f"drain: only {unique:,} of {count:,} deliveries arrived")
     spread = receipts.times[-1] - receipts.times[0] if len(receipts.times) > 1 else math.nan
-    drain = Drain((len(receipts.times) - 1) / spread, cpu / max(1, cpu_count) * 1e6, peak_rss, end_rss)
-    say(
+    drain = Drain((len(receipts.times) - 1) / spread, CpuUse.between(cpu_start, cpu_end, cpu_count), peak_rss, end_rss)
+    since = "the webhooks were activated" if separate else "the service was spawned"
+    run.say(
         f"drain: {len(receipts.ids):,} requests ({unique:,} unique) in {spread:.2f}s = {drain.rate:,.0f}/s, "
-        f"{drain.cpu_us:.0f} us service CPU per delivery; first arrival "
-        f"{receipts.times[0] - service.started:.2f}s after the service was spawned"
+        f"{run.cpu_text(drain.cpu)}; first arrival {receipts.times[0] - released:.2f}s after {since}"
     )
     return drain
 
@@ -192,7 +397,7 @@ class LiveFigures:
     duplicates: int
     accepted_per_second: float
     delivered_per_second: float
-    cpu_us: float  # service CPU microseconds per delivery, publishing included
+    cpu: CpuUse  # per delivery, publishing included
     rpc_p50_ms: float
     rpc_p99_ms: float
     receipt_p50_ms: float
@@ -200,21 +405,22 @@ class LiveFigures:
 
 
 def run_live(
+    run: ModeRun,
     name: str,
-    service: ServiceProcess,
-    receiver: ReceiverProcess,
+    service: Deployment,
     per_event: int,
     publishing: Coroutine[Any, Any, Published],
 ) -> LiveFigures:
     """Publishes, waits until the receiver has every delivery the answers named, and works out the figures."""
+    receiver = run.receiver
     receiver.reset()
-    cpu_start = service.cpu_seconds()
+    cpu_start = run.cpu_sample(service)
     published = asyncio.run(publishing)
     expected = len(published.sent)
     if expected != published.events * per_event:
-        say(f"{name}: {published.events} events queued {expected} deliveries, expected {per_event} each")
+        run.say(f"{name}: {published.events} events queued {expected} deliveries, expected {per_event} each")
     receiver.wait_for(expected, timeout=max(60.0, expected / 100))
-    cpu = service.cpu_seconds() - cpu_start
+    cpu_end = run.cpu_sample(service)
     time.sleep(DUPLICATES_GRACE)
     receipts = receiver.receipts()
     arrival: dict[str, float] = {}
@@ -231,17 +437,17 @@ def run_live(
         duplicates=len(receipts.ids) - len(arrival),
         accepted_per_second=published.events / published.seconds,
         delivered_per_second=len(latencies) / (last - published.first_send),
-        cpu_us=cpu / max(1, len(latencies)) * 1e6,
+        cpu=CpuUse.between(cpu_start, cpu_end, len(latencies)),
         rpc_p50_ms=percentile(published.latencies, 0.5) * 1000,
         rpc_p99_ms=percentile(published.latencies, 0.99) * 1000,
         receipt_p50_ms=percentile(latencies, 0.5) * 1000,
         receipt_p99_ms=percentile(latencies, 0.99) * 1000,
     )
     failed = f": {figures.failure_codes}" if figures.failures else ""
-    say(
+    run.say(
         f"{name}: {figures.events:,} events ({figures.failures} RPCs failed{failed}) in {published.seconds:.2f}s = "
         f"{figures.accepted_per_second:,.0f}/s; {figures.received:,}/{figures.deliveries:,} deliveries at "
-        f"{figures.delivered_per_second:,.0f}/s, {figures.cpu_us:.0f} us service CPU per delivery; "
+        f"{figures.delivered_per_second:,.0f}/s, {run.cpu_text(figures.cpu)}; "
         f"publish p50/p99 {figures.rpc_p50_ms:.1f}/{figures.rpc_p99_ms:.1f} ms; "
         f"receipt p50/p99 {figures.receipt_p50_ms:.0f}/{figures.receipt_p99_ms:.0f} ms"
     )
@@ -253,83 +459,78 @@ class Live:
     one: LiveFigures
     ten: LiveFigures
     paced: LiveFigures
-    peak_rss: float
+    peak_rss: PerProcess
 
 
-def measure_live(receiver: ReceiverProcess, folder: str, args: argparse.Namespace) -> Live:
+def measure_live(run: ModeRun) -> Live:
     """The three live runs on one service that starts with an empty database, and its peak RSS over them."""
-    home = Path(folder) / "live"
-    service = ServiceProcess(f"sqlite:///{folder}/live.db", home, args.service_arg, profile_path(args, "live"))
+    args, sizes, receiver = run.args, run.sizes, run.receiver
+    service = run.deploy(run.database("live"), run.home("live"))
     try:
         target, metadata = service.target, service.metadata
         asyncio.run(create_webhooks(target, metadata, "bench-one", 1, receiver.url, SECRET))
         asyncio.run(create_webhooks(target, metadata, "bench-ten", 10, receiver.url, SECRET))
         one = run_live(
+            run,
             "live, 1 webhook/event",
             service,
-            receiver,
             1,
-            publish_burst(target, metadata, "bench-one", args.events_one, args.publishers),
+            publish_burst(target, metadata, "bench-one", sizes.events_one, args.publishers),
         )
         ten = run_live(
+            run,
             "live, 10 webhooks/event",
             service,
-            receiver,
             10,
-            publish_burst(target, metadata, "bench-ten", args.events_ten, args.publishers),
+            publish_burst(target, metadata, "bench-ten", sizes.events_ten, args.publishers),
         )
         paced = run_live(
+            run,
             f"live, {args.rate:g} events/s",
             service,
-            receiver,
             1,
-            publish_paced(target, metadata, "bench-one", args.rate, args.paced_seconds),
+            publish_paced(target, metadata, "bench-one", args.rate, sizes.paced_seconds),
         )
         peak_rss = service.peak_rss_mib()
     finally:
         service.stop()
-        warn_about(service, "live")
+        run.warn_about(service, "live")
     return Live(one, ten, paced, peak_rss)
 
 
-def measure_backlog(receiver: ReceiverProcess, folder: str, args: argparse.Namespace) -> tuple[Memory, float]:
+def measure_backlog(run: ModeRun) -> tuple[Memory, PerProcess]:
     """Memory of an idle service holding `--pending` deliveries that are queued but not yet due, and its peak."""
-    database = f"sqlite:///{folder}/backlog.db"
+    pending, receiver = run.sizes.pending, run.receiver
+    database = run.database("backlog")
     clock = time.perf_counter()
-    home = Path(folder) / "backlog"
-    prefill(database, home, args.pending, receiver.url, SECRET, due_in=86_400.0, hooks=10)
-    say(f"memory: {args.pending:,} deliveries queued (due tomorrow) in {time.perf_counter() - clock:.1f}s")
+    home = run.home("backlog")
+    prefill(database, home, pending, receiver.url, SECRET, due_in=NOT_DUE, hooks=10)
+    run.say(f"memory: {pending:,} deliveries queued (due tomorrow) in {time.perf_counter() - clock:.1f}s")
     receiver.reset()
-    service = ServiceProcess(database, home, args.service_arg)
+    service = run.deploy(database, home, profile=False)
     try:
         backlog = idle_memory(service)
         peak = service.peak_rss_mib()
     finally:
         service.stop()
-        warn_about(service, "memory")
+        run.warn_about(service, "memory")
     if receiver.count():
-        say(f"memory: {receiver.count()} deliveries were sent early")
-    say(f"memory: service idle with {args.pending:,} pending: {backlog} (peak RSS {peak:.1f} MiB)")
+        run.say(f"memory: {receiver.count()} deliveries were sent early")
+    run.say(f"memory: service idle with {pending:,} pending: {backlog} (peak RSS {peak})")
     return backlog, peak
 
 
-def profile_path(args: argparse.Namespace, phase: str) -> str:
-    if not args.profile:
-        return ""
-    Path(args.profile).mkdir(parents=True, exist_ok=True)
-    return str(Path(args.profile) / f"{phase}.txt")
+def measure_empty(run: ModeRun) -> Memory:
+    """Memory of an idle service on an empty database."""
+    service = run.deploy(run.database("empty"), run.home("empty"), profile=False)
+    try:
+        return idle_memory(service)
+    finally:
+        service.stop()
 
 
-def warn_about(service: ServiceProcess, phase: str) -> None:
-    errors = service.errors()
-    for line in errors[:5]:
-        say(f"{phase}: service logged: {line}")
-    if len(errors) > 5:
-        say(f"{phase}: ... and {len(errors) - 5} more such lines")
-
-
-def live_rows(label: str, figures: LiveFigures, ceiling: float, target: float | None) -> list[Row]:
-    ratio = figures.delivered_per_second / ceiling
+def live_rows(run: ModeRun, label: str, figures: LiveFigures, target: float | None) -> list[Row]:
+    ratio = figures.delivered_per_second / run.ceiling.rate
     rows = [
         Row(f"{label}: events accepted", f"{figures.accepted_per_second:,.0f}/s"),
         Row(
@@ -338,7 +539,7 @@ def live_rows(label: str, figures: LiveFigures, ceiling: float, target: float | 
             f">= {target:g} x ceiling" if target is not None else "",
             ratio >= target if target is not None else None,
         ),
-        Row(f"{label}: service CPU per delivery", f"{figures.cpu_us:.0f} us"),
+        *run.cpu_rows(label, figures.cpu),
         Row(f"{label}: publish RPC p50 / p99", f"{figures.rpc_p50_ms:.1f} / {figures.rpc_p99_ms:.1f} ms"),
         Row(
             f"{label}: publish-to-receipt p50 / p99", f"{figures.receipt_p50_ms:.0f} / {figures.receipt_p99_ms:.0f} ms"
@@ -377,26 +578,161 @@ def paced_rows(rate: float, paced: LiveFigures) -> list[Row]:
     ]
 
 
-def measure_empty(folder: str, args: argparse.Namespace) -> Memory:
-    """Memory of an idle service on an empty database."""
-    service = ServiceProcess(f"sqlite:///{folder}/empty.db", Path(folder) / "empty", args.service_arg)
-    try:
-        return idle_memory(service)
-    finally:
-        service.stop()
+def mode_heading(run: ModeRun) -> Heading:
+    mode = run.mode
+    if not mode.postgresql:
+        return Heading(f"SQLite: {mode.topology}, a database file per phase")
+    assert run.server is not None
+    plural = "s" if mode.topology.dispatchers > 1 else ""
+    sqlite = sizes_for(Mode("sqlite", "sqlite", Topology()), run.args)
+    sizes = "same sizes as the SQLite mode" if run.sizes == sqlite else f"sizes unlike the SQLite mode's: {run.sizes}"
+    return Heading(
+        f"PostgreSQL {run.server.version}, {mode.topology.dispatchers} dispatcher{plural} ({mode.name}): "
+        f"{mode.topology} on one database, a fresh one per phase\n"
+        f"  a throwaway local cluster (fsync=off), its tables vacuumed and analyzed after each prefill; {sizes}\n"
+        f"  service CPU and RSS: the sum over all {run.processes} processes, then each one's share"
+    )
+
+
+@dataclass
+class ModeResult:
+    rows: list[Row | Heading] = field(default_factory=list)
+    drains: dict[int, Drain] = field(default_factory=dict)
+    live: Live | None = None
+
+
+def run_mode(run: ModeRun, phases: set[str]) -> ModeResult:
+    """The phases of one mode and their rows of the table."""
+    result = ModeResult([mode_heading(run)])
+    rows = result.rows
+    several = run.processes > 1
+    peaks: list[tuple[str, PerProcess]] = []
+    for hooks in [int(count) for count in run.args.drain_webhooks.split(",")] if "drain" in phases else []:
+        drain = result.drains[hooks] = measure_drain(run, hooks)
+        label = f"drain: {run.sizes.drain:,} queued, {hooks} webhook(s)"
+        rows += [
+            Row(
+                f"{label}: deliveries completed",
+                f"{drain.rate:,.0f}/s = {drain.rate / run.ceiling.rate:.2f} x ceiling",
+                f">= {DRAIN_TARGET:g} x ceiling",
+                drain.rate / run.ceiling.rate >= DRAIN_TARGET,
+            ),
+            *run.cpu_rows(label, drain.cpu),
+            Row(f"{label}: RSS at the end", str(drain.end_rss)),
+        ]
+        peaks.append((f"drain-{hooks}", drain.peak_rss))
+    if "live" in phases:
+        live = result.live = measure_live(run)
+        rows += live_rows(run, "live 1 webhook", live.one, LIVE_ONE_TARGET)
+        rows += live_rows(run, "live 10 webhooks", live.ten, None)
+        rows += paced_rows(run.args.rate, live.paced)
+        peaks.append(("live", live.peak_rss))
+    if "memory" in phases:
+        empty = measure_empty(run)
+        backlog, backlog_peak = measure_backlog(run)
+        peaks.append(("backlog", backlog_peak))
+        growth = backlog.anon.total - empty.anon.total
+        summed = f", summed over {run.processes} processes" if several else ""
+        rows.append(Row(f"memory idle, empty database{summed}", str(empty)))
+        if several:
+            rows.append(Row("memory idle, empty database: RSS per process", f"{empty.rss.breakdown()} MiB"))
+        rows.append(
+            Row(
+                f"memory idle, {run.sizes.pending:,} pending{summed}",
+                f"{backlog} ({growth:+.1f} MiB anonymous)",
+                f"flat: anonymous +{FLAT_MEMORY_MIB:g} MiB at most",
+                growth <= FLAT_MEMORY_MIB,
+            )
+        )
+        if several:
+            rows.append(
+                Row(f"memory idle, {run.sizes.pending:,} pending: RSS per process", f"{backlog.rss.breakdown()} MiB")
+            )
+    if peaks and not several:
+        rows.append(Row("peak RSS (VmHWM) by phase", " / ".join(f"{p} {f.total:.1f}" for p, f in peaks) + " MiB"))
+    elif peaks:
+        rows.append(
+            Row("peak RSS (VmHWM) by phase, API process", " / ".join(f"{p} {f.api:.1f}" for p, f in peaks) + " MiB")
+        )
+        each = (" + ".join(f"{value:.1f}" for value in f.dispatchers) for _, f in peaks)
+        rows.append(
+            Row(
+                "peak RSS (VmHWM) by phase, each dispatcher process",
+                " / ".join(f"{p} {values}" for (p, _), values in zip(peaks, each, strict=True)) + " MiB",
+            )
+        )
+    return result
+
+
+@dataclass(frozen=True)
+class Throughput:
+    """Deliveries completed per second in one run, and the CPUs the machine kept busy meanwhile."""
+
+    rate: float
+    machine_busy: float
+
+
+def throughputs(result: ModeResult) -> dict[str, Throughput]:
+    found = {f"drain {hooks} webhook(s)": Throughput(d.rate, d.cpu.machine_busy) for hooks, d in result.drains.items()}
+    if result.live is not None:
+        for label, figures in (("live 1 webhook", result.live.one), ("live 10 webhooks", result.live.ten)):
+            found[label] = Throughput(figures.delivered_per_second, figures.cpu.machine_busy)
+    return found
+
+
+def scaling_rows(results: Sequence[tuple[Mode, ModeResult]]) -> list[Row | Heading]:
+    """Deliveries per second of each PostgreSQL mode divided by those of the one with the fewest dispatchers."""
+    postgresql = sorted(
+        ((mode, result) for mode, result in results if mode.postgresql), key=lambda pair: pair[0].topology.dispatchers
+    )
+    if len(postgresql) < 2:
+        return []
+    (base_mode, base), others = postgresql[0], postgresql[1:]
+    fewer = throughputs(base)
+    cpus = os.cpu_count() or 1
+    rows: list[Row | Heading] = []
+    for mode, result in others:
+        rows.append(
+            Heading(
+                f"PostgreSQL scaling: deliveries completed per second with {mode.topology.dispatchers} dispatchers "
+                f"divided by with {base_mode.topology.dispatchers} ({mode.name} / {base_mode.name}), "
+                f"and the CPUs the whole machine kept busy in each (of {cpus})"
+            )
+        )
+        for label, more in throughputs(result).items():
+            if label in fewer:
+                was = fewer[label]
+                rows.append(
+                    Row(
+                        f"scaling, {label}",
+                        f"{more.rate:,.0f}/s / {was.rate:,.0f}/s = {more.rate / was.rate:.2f} x "
+                        f"({more.machine_busy:.1f} vs {was.machine_busy:.1f} CPUs busy)",
+                    )
+                )
+    return rows
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    modes = parse_modes(args.modes)
     phases = {phase.strip() for phase in args.phases.split(",") if phase.strip()}
     unknown = phases - {"drain", "live", "memory"}
     if unknown:
         raise SystemExit(f"unknown phases: {', '.join(sorted(unknown))}")
     began = time.perf_counter()
     machine_before, own_before = machine_busy_seconds(), own_busy_seconds()
+    server: PostgresServer | None = None
+    # A SIGTERM unwinds like Ctrl-C, so that the services, the receiver and the cluster are stopped.
+    previous_handler = signal.signal(signal.SIGTERM, exit_on_signal)
     receiver = ReceiverProcess()
-    rows: list[Row] = []
+    rows: list[Row | Heading] = []
+    results: list[tuple[Mode, ModeResult]] = []
     try:
+        if any(mode.postgresql for mode in modes):
+            # Started first, so that a machine without PostgreSQL fails at once rather than after the SQLite mode.
+            clock = time.perf_counter()
+            server = PostgresServer()
+            say(f"PostgreSQL {server.version} cluster started in {time.perf_counter() - clock:.1f}s")
         with tempfile.TemporaryDirectory(prefix="webhooks-bench-") as folder:
             ceiling = measure_ceiling(receiver, args)
             rows.append(
@@ -406,48 +742,23 @@ def main(argv: Sequence[str] | None = None) -> int:
                     f"{args.concurrency} in flight",
                 )
             )
-            peaks: list[str] = []
-            for hooks in [int(count) for count in args.drain_webhooks.split(",")] if "drain" in phases else []:
-                drain = measure_drain(receiver, folder, args, hooks)
-                label = f"drain: {args.drain:,} queued, {hooks} webhook(s)"
-                rows += [
-                    Row(
-                        f"{label}: deliveries completed",
-                        f"{drain.rate:,.0f}/s = {drain.rate / ceiling.rate:.2f} x ceiling",
-                        f">= {DRAIN_TARGET:g} x ceiling",
-                        drain.rate / ceiling.rate >= DRAIN_TARGET,
-                    ),
-                    Row(f"{label}: service CPU per delivery", f"{drain.cpu_us:.0f} us"),
-                    Row(f"{label}: RSS at the end", f"{drain.end_rss:.1f} MiB"),
-                ]
-                peaks.append(f"drain-{hooks} {drain.peak_rss:.1f}")
-            if "live" in phases:
-                live = measure_live(receiver, folder, args)
-                rows += live_rows("live 1 webhook", live.one, ceiling.rate, LIVE_ONE_TARGET)
-                rows += live_rows("live 10 webhooks", live.ten, ceiling.rate, None)
-                rows += paced_rows(args.rate, live.paced)
-                peaks.append(f"live {live.peak_rss:.1f}")
-            if "memory" in phases:
-                empty = measure_empty(folder, args)
-                backlog, backlog_peak = measure_backlog(receiver, folder, args)
-                peaks.append(f"backlog {backlog_peak:.1f}")
-                growth = backlog.anon - empty.anon
-                rows.append(Row("memory idle, empty database", str(empty)))
-                rows.append(
-                    Row(
-                        f"memory idle, {args.pending:,} pending",
-                        f"{backlog} ({growth:+.1f} MiB anonymous)",
-                        f"flat: anonymous +{FLAT_MEMORY_MIB:g} MiB at most",
-                        growth <= FLAT_MEMORY_MIB,
-                    )
-                )
-            if peaks:
-                rows.append(Row("peak RSS (VmHWM) by phase", " / ".join(peaks) + " MiB"))
+            for mode in modes:
+                run = ModeRun(mode, args, receiver, folder, ceiling, server if mode.postgresql else None)
+                result = run_mode(run, phases)
+                results.append((mode, result))
+                rows += result.rows
+            rows += scaling_rows(results)
     finally:
         receiver.close()
+        if server is not None:
+            server.close()
+        signal.signal(signal.SIGTERM, previous_handler)
     elapsed = time.perf_counter() - began
-    others = (machine_busy_seconds() - machine_before) - (own_busy_seconds() - own_before)
+    # The PostgreSQL server is the bench's own load, but not its child: its CPU is counted apart.
+    own = own_busy_seconds() - own_before + (server.cpu_seconds() if server is not None else 0.0)
+    others = (machine_busy_seconds() - machine_before) - own
     share = max(0.0, others) / (elapsed * (os.cpu_count() or 1))
+    rows.append(Heading("The run"))
     rows.append(
         Row(
             "CPU used by other processes during the run",
@@ -459,6 +770,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         say(f"other processes used {share:.0%} of the machine's CPU during the run: the figures are pessimistic")
     print()
     print(table(rows))
-    missed = sum(r.met is False for r in rows)
-    print(f"\n{missed} target(s) missed; the run took {elapsed:.0f}s")
+    missed = sum(isinstance(r, Row) and r.met is False for r in rows)
+    by_mode = ", ".join(
+        f"{mode.name} {sum(r.met is False for r in result.rows if isinstance(r, Row))}" for mode, result in results
+    )
+    print(f"\n{missed} target(s) missed ({by_mode}); the run took {elapsed:.0f}s")
     return 1 if args.strict and missed else 0

@@ -1,4 +1,9 @@
-"""The service under test: the installed `webhooks serve` console script as a child process."""
+"""The service under test: a deployment of the installed `webhooks` console script as child processes.
+
+A deployment is one `webhooks serve` process (the API) and 0..N `webhooks dispatch` processes on one database.
+With no dispatcher processes the API process runs its built-in dispatcher (the SQLite mode); with some, it is
+started with `--dispatch-concurrency 0` and serves the API only.
+"""
 
 from __future__ import annotations
 
@@ -11,15 +16,19 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 LISTENING = re.compile(r"listening on (\S+):(\d+)")
+DISPATCHING = re.compile(r"dispatching from database .* as (\S+)")
 FAILED = re.compile(r"delivery \S+ to \S+ failed")
 # Where a service that authenticates callers leaves its first admin token, relative to its working folder.
 ADMIN_TOKEN = Path("data/admin-token")
-# The receiver is on loopback, which the request-forgery guard opens only when told; the bench publishes
-# faster than a token's default rate limit allows.
-SERVE_FLAGS = ("--grace", "2s", "--allow-network", "127.0.0.0/8", "--rate-limit", "0")
+# The receiver is on loopback, which the request-forgery guard opens only when told.
+DISPATCH_FLAGS = ("--grace", "2s", "--allow-network", "127.0.0.0/8")
+# The bench publishes faster than a token's default rate limit allows.
+SERVE_FLAGS = (*DISPATCH_FLAGS, "--rate-limit", "0")
+START_TIMEOUT = 60.0
 
 
 def webhooks_command() -> str:
@@ -71,57 +80,111 @@ def start_profiler(pid: int, output: str) -> subprocess.Popen[bytes] | None:
     )
 
 
+def stat_fields(pid: int) -> list[str]:
+    """The fields of /proc/PID/stat from the state field (the third) on."""
+    with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+        return stat.read().rsplit(")", 1)[1].split()
+
+
 def cpu_seconds(pid: int) -> float:
     """User plus system CPU time a process has used so far, from /proc/PID/stat."""
-    with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
+    fields = stat_fields(pid)
     # Fields 14 and 15 of stat(5), counted from the state field, which is the third.
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-class ServiceProcess:
-    """`webhooks serve --listen 127.0.0.1:0` on `database`; `target` is read from its `listening on` line.
+@dataclass(frozen=True)
+class PerProcess:
+    """A figure for each process of a deployment, the API process first."""
 
-    It runs in `home`, so whatever it keeps beside itself by default (its `data/` folder: keys, tokens) stays
-    in the bench's temporary folder; an admin token it writes there on a first start becomes `metadata`.
+    values: tuple[float, ...]
+
+    @property
+    def total(self) -> float:
+        return sum(self.values)
+
+    @property
+    def api(self) -> float:
+        return self.values[0]
+
+    @property
+    def dispatchers(self) -> tuple[float, ...]:
+        return self.values[1:]
+
+    def text(self, unit: str, digits: int = 1) -> str:
+        """`77.3 MiB` for one process; `210.2 MiB summed: API 70.1, dispatchers 70.0 + 70.1` for several."""
+        if len(self.values) == 1:
+            return f"{self.values[0]:.{digits}f} {unit}"
+        return f"{self.total:.{digits}f} {unit} summed: {self.breakdown(digits)}"
+
+    def breakdown(self, digits: int = 1) -> str:
+        """`API 70.1, dispatchers 70.0 + 70.1`, without the unit."""
+        dispatchers = " + ".join(f"{value:.{digits}f}" for value in self.dispatchers)
+        plural = "s" if len(self.dispatchers) > 1 else ""
+        return f"API {self.api:.{digits}f}, dispatcher{plural} {dispatchers}"
+
+    def __str__(self) -> str:
+        return self.text("MiB")
+
+
+@dataclass(frozen=True)
+class Memory:
+    """Resident memory of a deployment, per process and summed."""
+
+    rss: PerProcess  # MiB resident
+    anon: PerProcess  # MiB of it that the process allocated (RssAnon: heap, stacks), without mapped files
+
+    def __str__(self) -> str:
+        return f"RSS {self.rss.total:.1f} MiB, {self.anon.total:.1f} MiB of it anonymous"
+
+
+class WebhooksProcess:
+    """One `webhooks` command as a child process in `home`; `ready` is matched against its log until it shows.
+
+    It runs in `home`, so whatever it keeps beside itself by default (its `data/` folder: the key that seals
+    webhook secrets, the first admin token) stays in the bench's temporary folder, shared by every process
+    of a deployment that runs there.
     """
 
-    def __init__(self, database: str, home: Path, extra: Sequence[str] = (), profile: str = "") -> None:
+    def __init__(self, role: str, arguments: Sequence[str], home: Path, ready: re.Pattern[str]) -> None:
+        self.role = role
         self.lines: list[str] = []
+        self.ready_match: re.Match[str] | None = None
+        self._ready_pattern = ready
+        self._ready = threading.Event()
         self.started = time.time()
         home.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(
-            [webhooks_command(), "serve", "--listen", "127.0.0.1:0", "--database", database, *SERVE_FLAGS, *extra],
+            [webhooks_command(), *arguments],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
             cwd=home,
         )
         self.pid = self.process.pid
-        self._listening = threading.Event()
-        self.port = 0
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
-        if not self._listening.wait(60):
-            self.kill()
-            raise RuntimeError("the service did not start:\n" + self.log)
-        self.target = f"127.0.0.1:{self.port}"
-        token_file = home / ADMIN_TOKEN
-        self.metadata: tuple[tuple[str, str], ...] = ()
-        if token_file.exists():
-            self.metadata = (("authorization", "Bearer " + token_file.read_text().strip()),)
         self._profiler: subprocess.Popen[bytes] | None = None
-        if profile:
-            self._profiler = start_profiler(self.pid, profile)
 
     def _read(self) -> None:
         assert self.process.stdout is not None
         for line in self.process.stdout:
             self.lines.append(line)
-            match = LISTENING.search(line)
-            if match and not self._listening.is_set():
-                self.port = int(match[2])
-                self._listening.set()
+            if not self._ready.is_set():
+                match = self._ready_pattern.search(line)
+                if match:
+                    self.ready_match = match
+                    self._ready.set()
+        self._ready.set()  # it exited: stop waiting
+
+    def wait_ready(self, timeout: float = START_TIMEOUT) -> re.Match[str]:
+        self._ready.wait(timeout)
+        if self.ready_match is None:
+            raise RuntimeError(f"the {self.role} process did not start:\n{self.log}")
+        return self.ready_match
+
+    def profile(self, output: str) -> None:
+        self._profiler = start_profiler(self.pid, output)
 
     @property
     def log(self) -> str:
@@ -133,19 +196,22 @@ class ServiceProcess:
     def anon_rss_mib(self) -> float:
         return memory_kib(self.pid)["RssAnon"] / 1024
 
-    def cpu_seconds(self) -> float:
-        return cpu_seconds(self.pid)
-
     def peak_rss_mib(self) -> float:
         return memory_kib(self.pid)["VmHWM"] / 1024
+
+    def cpu_seconds(self) -> float:
+        return cpu_seconds(self.pid)
 
     def errors(self) -> list[str]:
         """Log lines at WARNING or above, and failed delivery attempts, which a clean run should not have."""
         return [line.rstrip() for line in self.lines if " WARNING " in line or " ERROR " in line or FAILED.search(line)]
 
-    def stop(self, timeout: float = 30) -> int:
+    def terminate(self) -> None:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
+
+    def stop(self, timeout: float = 30) -> int:
+        self.terminate()
         try:
             code = self.process.wait(timeout)
         except subprocess.TimeoutExpired:
@@ -164,3 +230,107 @@ class ServiceProcess:
         self.process.kill()
         self.process.wait(10)
         self._reader.join(5)
+
+
+@dataclass(frozen=True)
+class Topology:
+    """`dispatchers` 0: one `webhooks serve` that dispatches too. N > 0: an API-only `webhooks serve
+    --dispatch-concurrency 0` plus N `webhooks dispatch` processes."""
+
+    dispatchers: int = 0
+
+    @property
+    def processes(self) -> int:
+        return 1 + self.dispatchers
+
+    def __str__(self) -> str:
+        if not self.dispatchers:
+            return "one `webhooks serve` with its built-in dispatcher"
+        plural = "es" if self.dispatchers > 1 else ""
+        return f"`webhooks serve --dispatch-concurrency 0` + {self.dispatchers} `webhooks dispatch` process{plural}"
+
+
+class Deployment:
+    """The processes of `topology` on `database`, all running in `home`; `target` is the API's address.
+
+    The API process starts first (it makes the key that seals webhook secrets when there is none yet, and
+    the first admin token, which becomes `metadata`); the dispatchers are then spawned together, so they
+    come up at about the same moment. `profile`, when given, is a path prefix for py-spy output per process.
+    """
+
+    def __init__(
+        self,
+        database: str,
+        home: Path,
+        topology: Topology = Topology(),
+        serve_args: Sequence[str] = (),
+        dispatch_args: Sequence[str] = (),
+        profile: str = "",
+    ) -> None:
+        self.topology = topology
+        api_only = ("--dispatch-concurrency", "0") if topology.dispatchers else ()
+        self.api = WebhooksProcess(
+            "API" if topology.dispatchers else "service",
+            ["serve", "--listen", "127.0.0.1:0", "--database", database, *SERVE_FLAGS, *api_only, *serve_args],
+            home,
+            LISTENING,
+        )
+        self.started = self.api.started
+        self.processes = [self.api]
+        try:
+            listening = self.api.wait_ready()
+            self.target = f"127.0.0.1:{listening[2]}"
+            for number in range(1, topology.dispatchers + 1):
+                self.processes.append(
+                    WebhooksProcess(
+                        f"dispatcher {number}",
+                        ["dispatch", "--database", database, *DISPATCH_FLAGS, *dispatch_args],
+                        home,
+                        DISPATCHING,
+                    )
+                )
+            for process in self.dispatchers:
+                process.wait_ready()
+        except BaseException:
+            self.kill()
+            raise
+        self.metadata = (("authorization", "Bearer " + (home / ADMIN_TOKEN).read_text().strip()),)
+        if profile:
+            for process in self.processes:
+                suffix = "" if len(self.processes) == 1 else "-" + process.role.replace(" ", "-").lower()
+                process.profile(f"{profile}{suffix}.txt")
+
+    @property
+    def dispatchers(self) -> list[WebhooksProcess]:
+        return self.processes[1:]
+
+    def cpu_seconds(self) -> PerProcess:
+        """CPU time of each of the deployment's processes."""
+        return PerProcess(tuple(process.cpu_seconds() for process in self.processes))
+
+    def rss_mib(self) -> PerProcess:
+        return PerProcess(tuple(process.rss_mib() for process in self.processes))
+
+    def memory(self) -> Memory:
+        return Memory(self.rss_mib(), PerProcess(tuple(process.anon_rss_mib() for process in self.processes)))
+
+    def peak_rss_mib(self) -> PerProcess:
+        return PerProcess(tuple(process.peak_rss_mib() for process in self.processes))
+
+    def errors(self) -> list[str]:
+        """What `WebhooksProcess.errors` finds in each process, named by process when there are several."""
+        if len(self.processes) == 1:
+            return self.api.errors()
+        return [f"{process.role}: {line}" for process in self.processes for line in process.errors()]
+
+    def stop(self) -> None:
+        """SIGTERM to all at once, then waits for each."""
+        for process in self.processes:
+            process.terminate()
+        for process in self.processes:
+            process.stop()
+
+    def kill(self) -> None:
+        for process in self.processes:
+            if process.process.poll() is None:
+                process.kill()

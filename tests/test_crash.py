@@ -31,7 +31,7 @@ T = TypeVar("T")
 SUCCEEDED = delivery_pb2.WEBHOOK_DELIVERY_STATE_SUCCEEDED
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 SERVING = health_pb2.HealthCheckResponse.SERVING
-# Where a service that requires tokens leaves the first admin token, relative to its working directory.
+# Where the service leaves its first admin token, relative to its working directory.
 ADMIN_TOKEN_FILE = "data/admin-token"
 
 
@@ -62,10 +62,8 @@ def serving(database: str, *flags: str) -> Iterator[ServiceProcess]:
 
 
 def connect(service: ServiceProcess) -> Client:
-    """A client of `service`, with the admin token the service wrote on its first start if it wrote one."""
-    token_file = Path(ADMIN_TOKEN_FILE)
-    token = token_file.read_text().strip() if token_file.exists() else None
-    return Client(service.target, token=token)
+    """A client of `service`, with the admin token the service wrote on its first start."""
+    return Client(service.target, token=Path(ADMIN_TOKEN_FILE).read_text().strip())
 
 
 def eventually(check: Callable[[], T | None], timeout: float, what: str, interval: float = 0.1) -> T:
