@@ -434,3 +434,28 @@ def test_two_servers_racing_on_one_request_id_store_one_event(
             client.close()
     finally:
         stop_all(servers)
+
+
+def test_a_separate_dispatcher_hears_of_new_deliveries_at_once(
+    tmp_path: Path, postgres_cluster: PostgresCluster, receiver: Receiver
+) -> None:
+    """PostgreSQL notifications wake `webhooks dispatch` when an API server publishes, well within its poll."""
+    url = postgres_cluster.new_database()
+    token = create_token(url, "admin", "*")
+    server = start_server(url, tmp_path, "--dispatch-concurrency", "0")
+    dispatcher, _ = start_dispatcher(url, tmp_path)
+    try:
+        with Client(server.target, token=token) as client:
+            make_webhook(client, ORGANIZATION, receiver.url("/heard"))
+            latencies = []
+            for count in range(1, 21):
+                time.sleep(0.05)
+                sent = time.time()
+                client.events.PublishEvent(REQUEST, timeout=10)
+                [*_, last] = receiver.wait_for("/heard", count, timeout=10)
+                latencies.append(last.at - sent)
+        latencies.sort()
+        # Polling alone (every 0.25 s) would put the median near 0.125 s.
+        assert latencies[len(latencies) // 2] < 0.06, latencies
+    finally:
+        stop_all([dispatcher, server])

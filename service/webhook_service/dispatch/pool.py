@@ -16,7 +16,7 @@ from webhook_service.dispatch.sender import Sender
 from webhook_service.dispatch.settings import DispatchSettings
 from webhook_service.domain.model import Attempt
 from webhook_service.domain.retries import failing_reason, gone_reason, judge, parse_retry_after
-from webhook_service.store import deliveries
+from webhook_service.store import deliveries, notify
 from webhook_service.store.database import Executor
 from webhook_service.store.deliveries import Claim, Outcome
 from webhook_service.store.events import IDEMPOTENCY_WINDOW
@@ -24,6 +24,7 @@ from webhook_service.store.events import IDEMPOTENCY_WINDOW
 log = logging.getLogger(__name__)
 
 MAX_FLUSH = 500
+LISTEN_RETRY_SECONDS = 1.0
 
 
 class Dispatcher:
@@ -46,6 +47,7 @@ class Dispatcher:
         self._claiming: asyncio.Task[None] | None = None
         self._flushing: asyncio.Task[None] | None = None
         self._pruning: asyncio.Task[None] | None = None
+        self._listening: asyncio.Task[None] | None = None
 
     def wake(self) -> None:
         """New deliveries are due: look now rather than at the next poll."""
@@ -55,6 +57,7 @@ class Dispatcher:
         self._claiming = asyncio.create_task(self._claim_loop(), name="claim")
         self._flushing = asyncio.create_task(self._flush_loop(), name="flush")
         self._pruning = asyncio.create_task(self._prune_loop(), name="prune")
+        self._listening = asyncio.create_task(self._listen_loop(), name="listen")
 
     async def stop(self, grace: float) -> None:
         """Stops claiming; in-flight requests get `grace` seconds; every result is written and every
@@ -78,9 +81,10 @@ class Dispatcher:
         if self._flushing is not None:
             await self._flushing
         await self._flush()
-        if self._pruning is not None:
-            self._pruning.cancel()
-            await asyncio.gather(self._pruning, return_exceptions=True)
+        for background in (self._pruning, self._listening):
+            if background is not None:
+                background.cancel()
+                await asyncio.gather(background, return_exceptions=True)
         try:
             released = await self.store.run(deliveries.release, self.owner)
         except Exception:
@@ -186,6 +190,38 @@ class Dispatcher:
 
     def _why(self, since: datetime) -> str:
         return failing_reason(since, self.settings.disable_after)
+
+    async def _listen_loop(self) -> None:
+        """Wakes the claim loop when another process publishes (PostgreSQL); reconnects when the
+        connection breaks, while polling carries on regardless."""
+        found = await self.store.run(notify.listener)
+        if found is None:
+            return
+        listener = found
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                socket_fd = await asyncio.to_thread(listener.connect)
+            except Exception as error:
+                log.warning("listening for new deliveries failed (%s); polling meanwhile", error)
+                await asyncio.sleep(LISTEN_RETRY_SECONDS)
+                continue
+            lost = asyncio.Event()
+            loop.add_reader(socket_fd, self._on_readable, listener, lost)
+            try:
+                await lost.wait()
+            finally:
+                loop.remove_reader(socket_fd)
+                with contextlib.suppress(Exception):
+                    listener.close()
+            await asyncio.sleep(LISTEN_RETRY_SECONDS)
+
+    def _on_readable(self, listener: notify.Listener, lost: asyncio.Event) -> None:
+        try:
+            if listener.heard():
+                self._wake.set()
+        except Exception:
+            lost.set()
 
     async def _prune_loop(self) -> None:
         while True:

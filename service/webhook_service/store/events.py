@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import peewee
 
 from webhook_service.domain.model import DeliveryState, Event, Webhook
-from webhook_service.store import idempotency, statements, webhooks
+from webhook_service.store import idempotency, notify, statements, webhooks
 from webhook_service.store.database import transaction
 from webhook_service.store.times import now
 
@@ -93,6 +93,7 @@ def _publish(
             )
         if rows:
             statements.execute_many(_INSERT_DELIVERY, rows)
+            notify.announce()
         published = Published(event_id, tuple(names))
         if request_id:
             idempotency.remember(
