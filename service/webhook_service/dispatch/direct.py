@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from webhook_service.dispatch.sender import Sender
-from webhook_service.domain.model import Delivery, DeliveryState, WebhookFormat
+from webhook_service.domain.model import Delivery, DeliveryState
 from webhook_service.domain.names import DeliveryName, WebhookName
 from webhook_service.domain.payloads import render_ping
 from webhook_service.domain.retries import is_success
@@ -17,7 +17,7 @@ from webhook_service.store.events import new_id
 
 async def ping(store: Executor, sender: Sender, name: WebhookName) -> Delivery:
     webhook = await store.run(webhooks.get, name)
-    payload = render_ping(webhook.format or WebhookFormat.RAW, int(time.time()))
+    payload = render_ping(webhook.format, int(time.time()))
     claim = await store.run(deliveries.create_direct, name, "ping", payload, new_id())
     return await _send(store, sender, claim, on_failure=DeliveryState.FAILED, next_attempt_time=None)
 

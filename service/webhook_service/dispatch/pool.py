@@ -94,10 +94,6 @@ class Dispatcher:
             "dispatcher stopped; %d unfinished deliveries released (%d cut off by the grace)", released, unfinished
         )
 
-    @property
-    def in_flight(self) -> int:
-        return len(self._tasks)
-
     async def _claim_loop(self) -> None:
         settings = self.settings
         while not self._stopping:
@@ -142,8 +138,8 @@ class Dispatcher:
 
     def _claim_again_if_worth_it(self, webhook: int, left: int) -> None:
         """Claims in batches rather than after every completion: once a quarter of all slots are free
-        while more work was waiting, or once a quarter of the slots of a webhook whose limit held the
-        last claim back are."""
+        while more work was waiting, or once half the slots of a webhook whose limit held the last
+        claim back are."""
         settings = self.settings
         if self._starved:
             if webhook in self._capped and left <= settings.per_webhook - max(1, settings.per_webhook // 2):

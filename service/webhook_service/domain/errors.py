@@ -22,10 +22,6 @@ class AlreadyExists(ServiceError):
     pass
 
 
-class FailedPrecondition(ServiceError):
-    pass
-
-
 class PermissionDenied(ServiceError):
     pass
 

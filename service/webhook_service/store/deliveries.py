@@ -402,7 +402,3 @@ def prune(before: float, idempotency_before: float) -> int:
         EventRow.delete().where(EventRow.create_time < before).execute()
         idempotency.forget_before(idempotency_before)
         return gone
-
-
-def count_pending() -> int:
-    return int(DeliveryRow.select().where(DeliveryRow.state == PENDING).count())
