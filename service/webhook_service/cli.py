@@ -88,9 +88,16 @@ def add_dispatch_flags(parser: argparse.ArgumentParser) -> None:
         "4",
         type=positive_count,
     )
-    add_flag(parser, "--dispatch-concurrency", "deliveries in flight at once, all webhooks together", "64", type=count)
+    add_flag(parser, "--dispatch-concurrency", "deliveries in flight at once, all webhooks together", "512", type=count)
     add_flag(
         parser, "--webhook-concurrency", "deliveries in flight at once to any one webhook", "16", type=positive_count
+    )
+    add_flag(
+        parser,
+        "--organization-concurrency",
+        "deliveries in flight at once to the webhooks of any one organization",
+        "128",
+        type=positive_count,
     )
     add_flag(parser, "--delivery-timeout", "time allowed for one HTTP attempt", "15s", type=duration)
     add_flag(
@@ -179,6 +186,7 @@ def settings_from(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
         dispatch=DispatchSettings(
             concurrency=args.dispatch_concurrency,
             per_webhook=args.webhook_concurrency,
+            per_organization=args.organization_concurrency,
             delivery_timeout=args.delivery_timeout,
             retry_schedule=args.retry_schedule,
             disable_after=args.disable_after,

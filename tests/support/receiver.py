@@ -6,6 +6,7 @@ import asyncio
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -27,6 +28,8 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
     body: str = "ok"
     delay: float = 0.0
+    # Awaited before answering, for tests that act on the service while a request is in flight.
+    before: Callable[[], Awaitable[None]] | None = None
 
 
 class Receiver:
@@ -57,6 +60,8 @@ class Receiver:
             self._received[request.path].append(Received(request.path, dict(request.headers), body, time.time()))
             script = self._scripts.get(request.path)
             reply = (script.pop(0) if len(script) > 1 else script[0]) if script else Reply()
+        if reply.before is not None:
+            await reply.before()
         if reply.delay:
             await asyncio.sleep(reply.delay)
         return web.Response(status=reply.status, headers=reply.headers, text=reply.body)

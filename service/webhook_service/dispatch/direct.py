@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import secrets
 import time
 
 from webhook_service.dispatch.sender import Sender
+from webhook_service.dispatch.settings import lease_for
 from webhook_service.domain.model import Delivery, DeliveryState
 from webhook_service.domain.names import DeliveryName, WebhookName
 from webhook_service.domain.payloads import render_ping
@@ -18,13 +20,16 @@ from webhook_service.store.events import new_id
 async def ping(store: Executor, sender: Sender, name: WebhookName) -> Delivery:
     webhook = await store.run(webhooks.get, name)
     payload = render_ping(webhook.format, int(time.time()))
-    claim = await store.run(deliveries.create_direct, name, "ping", payload, new_id())
+    claim = await store.run(deliveries.create_direct, name, "ping", payload, new_id(), *_lease(sender))
     return await _send(store, sender, claim, on_failure=DeliveryState.FAILED, next_attempt_time=None)
 
 
 async def redeliver(store: Executor, sender: Sender, name: DeliveryName) -> Delivery:
-    """The stored payload again, same delivery ID, as one more attempt; a failure leaves the state as it was."""
-    claim, current = await store.run(deliveries.for_redelivery, name)
+    """The stored payload again, same delivery ID, as one more attempt; a failure leaves the state as it was.
+
+    The attempt holds a lease like a dispatcher's claim, so no dispatcher sends the delivery meanwhile.
+    """
+    claim, current = await store.run(deliveries.for_redelivery, name, *_lease(sender))
     due = current.next_attempt_time.timestamp() if current.next_attempt_time else None
     return await _send(store, sender, claim, on_failure=current.state, next_attempt_time=due)
 
@@ -42,5 +47,10 @@ async def _send(
         succeeded=succeeded,
         queued=False,
     )
-    await store.run(deliveries.record, "", [outcome])
+    await store.run(deliveries.record, [outcome])
     return await store.run(deliveries.get_by_id, claim.row_id)
+
+
+def _lease(sender: Sender) -> tuple[str, float]:
+    """A lease of its own for one direct attempt."""
+    return f"direct-{secrets.token_hex(6)}", lease_for(sender.timeout.total or 0.0)

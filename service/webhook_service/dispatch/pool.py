@@ -10,12 +10,14 @@ import secrets
 import socket
 import time
 from collections import Counter
-from datetime import datetime
+from datetime import UTC, datetime
+from typing import Any
 
 from webhook_service.dispatch.sender import Sender
 from webhook_service.dispatch.settings import DispatchSettings
 from webhook_service.domain.model import Attempt
 from webhook_service.domain.retries import failing_reason, gone_reason, judge, parse_retry_after
+from webhook_service.domain.scheduling import Capacity
 from webhook_service.store import deliveries, notify
 from webhook_service.store.database import Executor
 from webhook_service.store.deliveries import Claim, Outcome
@@ -28,8 +30,9 @@ LISTEN_RETRY_SECONDS = 1.0
 
 
 class Dispatcher:
-    """At most `concurrency` requests in flight, and at most `per_webhook` for any one webhook,
-    so a slow or dead receiver holds its own slots and nobody else's."""
+    """At most `concurrency` requests in flight, at most `per_webhook` for any one webhook and
+    `per_organization` for any one organization, shared fairly (domain.scheduling): a slow or dead
+    receiver holds its own slots and nobody else's."""
 
     def __init__(self, store: Executor, sender: Sender, settings: DispatchSettings) -> None:
         self.store = store
@@ -40,10 +43,14 @@ class Dispatcher:
         self._flush_now = asyncio.Event()
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self._busy: Counter[int] = Counter()
+        self._busy_organizations: Counter[str] = Counter()
+        # Sent but not yet written: not to be claimed again even if the store is slow past their lease.
+        self._unrecorded: set[int] = set()
         self._finished: list[Outcome] = []
         self._stopping = False
         self._starved = False
         self._capped: set[int] = set()
+        self._capped_organizations: set[str] = set()
         self._claiming: asyncio.Task[None] | None = None
         self._flushing: asyncio.Task[None] | None = None
         self._pruning: asyncio.Task[None] | None = None
@@ -98,51 +105,73 @@ class Dispatcher:
         settings = self.settings
         while not self._stopping:
             self._wake.clear()
-            free = settings.concurrency - len(self._tasks)
+            capacity = Capacity(
+                free=settings.concurrency - len(self._tasks),
+                per_webhook=settings.per_webhook,
+                per_organization=settings.per_organization,
+                busy_webhooks=dict(self._busy),
+                busy_organizations=dict(self._busy_organizations),
+            )
             claimed: list[Claim] = []
-            if free > 0:
-                busy = dict(self._busy)
+            if capacity.free > 0:
+                in_flight = frozenset(self._tasks) | self._unrecorded
                 try:
-                    claimed = await self.store.run(
-                        deliveries.claim, self.owner, settings.lease, free, settings.per_webhook, busy
-                    )
+                    claimed = await self.store.run(deliveries.claim, self.owner, settings.lease, capacity, in_flight)
                 except Exception:
                     log.exception("claiming deliveries failed; retrying")
-                taken = Counter(busy)
                 for claim in claimed:
-                    taken[claim.webhook_row] += 1
                     self._busy[claim.webhook_row] += 1
+                    self._busy_organizations[claim.organization] += 1
                     self._tasks[claim.row_id] = asyncio.create_task(self._deliver(claim))
-                # The webhooks whose limit held this claim back: their completions are worth a new claim.
-                self._capped = {webhook for webhook, count in taken.items() if count >= settings.per_webhook}
-            # Short of what was asked: nothing else is due, or only for webhooks at their limit.
-            self._starved = len(claimed) < free
-            if free > 0 and not self._starved:
+                # The bounds that held this claim back: completions under them are worth a new claim.
+                self._capped = {webhook for webhook, count in self._busy.items() if count >= settings.per_webhook}
+                self._capped_organizations = {
+                    organization
+                    for organization, count in self._busy_organizations.items()
+                    if count >= settings.per_organization
+                }
+            # Short of what was asked: nothing else is due, or only for webhooks or organizations at their bound.
+            self._starved = len(claimed) < capacity.free
+            if capacity.free > 0 and not self._starved:
                 continue
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), settings.poll_interval)
 
     async def _deliver(self, claim: Claim) -> None:
         try:
-            attempt = await self.sender.send(claim)
-            self._finished.append(self._outcome(claim, attempt))
+            # Awaited first: a flush may swap the list while the attempt runs.
+            outcome = await self._attempt(claim)
+            self._finished.append(outcome)
+            self._unrecorded.add(claim.row_id)
             if len(self._finished) >= MAX_FLUSH:
                 self._flush_now.set()
         finally:
             del self._tasks[claim.row_id]
-            self._busy[claim.webhook_row] -= 1
-            left = self._busy[claim.webhook_row]
-            if left <= 0:
-                del self._busy[claim.webhook_row]
-            self._claim_again_if_worth_it(claim.webhook_row, left)
+            left = _release_slot(self._busy, claim.webhook_row)
+            left_in_organization = _release_slot(self._busy_organizations, claim.organization)
+            self._claim_again_if_worth_it(claim, left, left_in_organization)
 
-    def _claim_again_if_worth_it(self, webhook: int, left: int) -> None:
+    async def _attempt(self, claim: Claim) -> Outcome:
+        """The outcome of one attempt. Nothing a receiver sends, and no fault of ours, may escape here
+        unrecorded: the delivery would be sent again at every lease expiry, forever."""
+        if claim.unreadable:
+            return self._outcome(claim, _failed_attempt(claim, claim.unreadable))
+        try:
+            return self._outcome(claim, await self.sender.send(claim))
+        except Exception as error:
+            log.exception("delivery %s to %s failed inside the dispatcher", claim.delivery_id, claim.webhook_name)
+            return self._outcome(claim, _failed_attempt(claim, f"internal error while sending: {type(error).__name__}"))
+
+    def _claim_again_if_worth_it(self, claim: Claim, left: int, left_in_organization: int) -> None:
         """Claims in batches rather than after every completion: once a quarter of all slots are free
-        while more work was waiting, or once half the slots of a webhook whose limit held the last
-        claim back are."""
+        while more work was waiting, or once half the slots of a webhook or an organization whose bound
+        held the last claim back are."""
         settings = self.settings
         if self._starved:
-            if webhook in self._capped and left <= settings.per_webhook - max(1, settings.per_webhook // 2):
+            if (claim.webhook_row in self._capped and left <= settings.per_webhook // 2) or (
+                claim.organization in self._capped_organizations
+                and left_in_organization <= settings.per_organization // 2
+            ):
                 self._wake.set()
         elif settings.concurrency - len(self._tasks) >= max(1, settings.concurrency // 4):
             self._wake.set()
@@ -174,13 +203,13 @@ class Dispatcher:
             return
         batch, self._finished = self._finished, []
         try:
-            disabled = await self.store.run(
-                deliveries.record, self.owner, batch, self.settings.disable_after, self._why
-            )
+            disabled = await self.store.run(deliveries.record, batch, self.settings.disable_after, self._why)
         except Exception:
             # Not recorded means still leased: the deliveries are retried when the leases expire.
             log.exception("recording %d attempts failed; they will be retried", len(batch))
             return
+        finally:
+            self._unrecorded.difference_update(outcome.claim.row_id for outcome in batch)
         for name in disabled:
             log.warning("webhook %s deactivated", name)
 
@@ -231,3 +260,21 @@ class Dispatcher:
             except Exception:
                 log.exception("pruning old deliveries failed")
             await asyncio.sleep(self.settings.prune_interval)
+
+
+def _release_slot(busy: Counter[Any], key: Any) -> int:
+    busy[key] -= 1
+    left = busy[key]
+    if left <= 0:
+        del busy[key]
+    return left
+
+
+def _failed_attempt(claim: Claim, error: str) -> Attempt:
+    return Attempt(
+        number=claim.attempt_count + 1,
+        start_time=datetime.now(UTC),
+        request_url=claim.payload_url,
+        request_headers={},
+        error=error,
+    )

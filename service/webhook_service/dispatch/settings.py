@@ -12,8 +12,11 @@ DEFAULT_RETRY_SCHEDULE = "0s,5s,5m,30m,2h,5h,10h,10h"
 
 @dataclass(frozen=True)
 class DispatchSettings:
-    concurrency: int = 64
+    # Requests in flight cost a socket and a few kilobytes, so the global bound sits far above what the
+    # per-webhook and per-organization bounds let a few hung receivers hold.
+    concurrency: int = 512
     per_webhook: int = 16
+    per_organization: int = 128
     delivery_timeout: float = 15.0
     retry_schedule: tuple[float, ...] = parse_schedule(DEFAULT_RETRY_SCHEDULE)
     disable_after: float = 5 * 86400.0
@@ -28,5 +31,9 @@ class DispatchSettings:
 
     @property
     def lease(self) -> float:
-        """A claim outlives the request it covers by a wide margin, so a slow receiver never gets a duplicate."""
-        return 2 * self.delivery_timeout + 5.0
+        return lease_for(self.delivery_timeout)
+
+
+def lease_for(delivery_timeout: float) -> float:
+    """A claim outlives the request it covers by a wide margin, so a slow receiver never gets a duplicate."""
+    return 2 * delivery_timeout + 5.0

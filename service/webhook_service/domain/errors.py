@@ -22,6 +22,10 @@ class AlreadyExists(ServiceError):
     pass
 
 
+class FailedPrecondition(ServiceError):
+    """The resource is not in a state that allows the call now; the caller may retry once it is."""
+
+
 class PermissionDenied(ServiceError):
     pass
 

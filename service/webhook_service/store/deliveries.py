@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import json
-from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Set
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
 import peewee
 
-from webhook_service.domain.errors import NotFound
+from webhook_service.domain.errors import FailedPrecondition, NotFound
 from webhook_service.domain.model import Attempt, Delivery, DeliveryState
 from webhook_service.domain.names import DeliveryName, Parent, WebhookName
+from webhook_service.domain.scheduling import Candidates, Capacity, share
 from webhook_service.store import idempotency, secrets, statements
 from webhook_service.store import webhooks as webhook_rows
+from webhook_service.store.batches import delete_in_batches
 from webhook_service.store.database import transaction
 from webhook_service.store.models import AttemptRow, DeliveryRow, EventRow, WebhookRow, database
 from webhook_service.store.times import now, to_datetime
@@ -25,27 +26,34 @@ PENDING = DeliveryState.PENDING.value
 
 @dataclass(frozen=True)
 class Claim:
-    """A delivery handed to one sender, with what it needs to make the request."""
+    """A delivery handed to one sender, with what it needs to make the request.
+
+    `lease`, `attempt_count` and `state` fence the claim: its outcome is recorded only while the row
+    still carries that lease, count and state, so a late or duplicate outcome can never overwrite a newer
+    one. `unreadable` says why the request cannot be made at all (a secret sealed by another key).
+    """
 
     row_id: int
     delivery_id: str
     webhook_row: int
     webhook_name: str
+    organization: str
     kind: str
     payload: bytes
     payload_url: str
     secret: str
     attempt_count: int
+    lease: str
+    state: str = PENDING
+    unreadable: str = ""
 
 
 @dataclass(frozen=True)
 class Outcome:
     """An attempt's result and what it does to the delivery and its webhook.
 
-    `queued` outcomes come from the queue: they count only while the lease is
-    still this dispatcher's, and they tell on the webhook's health. Direct
-    sends (ping, redeliver) hold no lease and leave the webhook as it is.
-    A `disable_reason` deactivates the webhook with that reason.
+    `queued` outcomes come from the queue and tell on the webhook's health; direct sends (ping,
+    redeliver) leave the webhook as it is. A `disable_reason` deactivates the webhook with that reason.
     """
 
     claim: Claim
@@ -63,6 +71,7 @@ _CLAIM_COLUMNS = (
     DeliveryRow.kind,
     DeliveryRow.payload,
     DeliveryRow.attempt_count,
+    DeliveryRow.state,
     WebhookRow.id,
     WebhookRow.organization,
     WebhookRow.project,
@@ -78,77 +87,122 @@ def _tuples(query: peewee.BaseQuery) -> Iterable[tuple[Any, ...]]:
     return cast(Iterable[tuple[Any, ...]], query.tuples())
 
 
-def _claims(row_ids: list[int]) -> list[Claim]:
-    """What senders need for these deliveries, read as plain tuples: this runs for every delivery."""
+def _claims(row_ids: list[int], lease: str) -> list[Claim]:
+    """What senders need for these deliveries, read as plain tuples: this runs for every delivery.
+
+    A secret this process cannot open fails only the deliveries of its webhook, each with the reason.
+    """
     query = _tuples(DeliveryRow.select(*_CLAIM_COLUMNS).join(WebhookRow).where(DeliveryRow.id.in_(row_ids)))
     box = secrets.box()
-    return [
-        Claim(
-            row_id=row_id,
-            delivery_id=delivery_id,
-            webhook_row=webhook_row,
-            webhook_name=str(WebhookName(Parent(organization, project, stack), webhook_id)),
-            kind=kind,
-            payload=bytes(payload),
-            payload_url=payload_url,
-            secret=box.open(secret),
-            attempt_count=attempt_count,
+    made = []
+    for (
+        row_id,
+        delivery_id,
+        kind,
+        payload,
+        attempt_count,
+        state,
+        webhook_row,
+        organization,
+        project,
+        stack,
+        webhook_id,
+        payload_url,
+        sealed,
+    ) in query:
+        try:
+            secret, unreadable = box.open(sealed), ""
+        except ValueError as error:
+            secret, unreadable = "", f"not sent: {error}"
+        made.append(
+            Claim(
+                row_id=row_id,
+                delivery_id=delivery_id,
+                webhook_row=webhook_row,
+                webhook_name=str(WebhookName(Parent(organization, project, stack), webhook_id)),
+                organization=organization,
+                kind=kind,
+                payload=bytes(payload),
+                payload_url=payload_url,
+                secret=secret,
+                attempt_count=attempt_count,
+                lease=lease,
+                state=state,
+                unreadable=unreadable,
+            )
         )
-        for (
-            row_id,
-            delivery_id,
-            kind,
-            payload,
-            attempt_count,
-            webhook_row,
-            organization,
-            project,
-            stack,
-            webhook_id,
-            payload_url,
-            secret,
-        ) in query
-    ]
+    return made
 
 
-def claim(owner: str, lease: float, limit: int, per_webhook: int, busy: Mapping[int, int]) -> list[Claim]:
-    """Leases up to `limit` due deliveries of active webhooks, at most `per_webhook` in flight for each.
+# The webhooks with pending deliveries, found by skipping through the pending index one webhook at a time:
+# the cost grows with the number of such webhooks, not with their backlogs, so a million deliveries parked
+# on an inactive webhook cost one index probe. 'pending' is written out so the partial index applies.
+_PENDING_WEBHOOKS = """WITH RECURSIVE pending(webhook) AS (
+    SELECT (SELECT "webhook_id" FROM "delivery" WHERE "state" = 'pending' ORDER BY "webhook_id" LIMIT 1)
+    UNION ALL
+    SELECT (SELECT "webhook_id" FROM "delivery" WHERE "state" = 'pending' AND "webhook_id" > pending.webhook
+            ORDER BY "webhook_id" LIMIT 1)
+    FROM pending WHERE pending.webhook IS NOT NULL)
+SELECT "webhook"."id", "webhook"."organization" FROM pending JOIN "webhook" ON "webhook"."id" = pending.webhook
+WHERE "webhook"."active" = ?"""
 
-    `busy` counts what this dispatcher already has in flight per webhook row, so
-    one slow receiver's backlog never fills the batch. Candidates are bare
-    (id, webhook) pairs; only the chosen deliveries are read whole.
+_DUE = (
+    'SELECT "id", "webhook_id" FROM "delivery" WHERE "state" = \'pending\' AND "webhook_id" = {webhook}'
+    ' AND "next_attempt_time" <= ? AND ("lease_expires" IS NULL OR "lease_expires" < ?)'
+    ' ORDER BY "next_attempt_time" LIMIT {limit}'
+)
+# SQLite has no LATERAL: one limited index range per webhook, joined with UNION ALL (at most 500 terms).
+_SQLITE_DUE_TERMS = 200
+# PostgreSQL takes every webhook's range in one statement, locking what it returns; rows another
+# dispatcher is claiming right now are skipped rather than waited for.
+_POSTGRES_DUE = (
+    'SELECT d."id", d."webhook_id" FROM unnest(?::int[], ?::int[]) AS w("id", "wanted") CROSS JOIN LATERAL ('
+    + _DUE.format(webhook='w."id"', limit='w."wanted"')
+    + " FOR UPDATE SKIP LOCKED) d"
+)
+
+
+def _due(wanted: dict[int, int], moment: float) -> list[tuple[int, int]]:
+    """Up to `wanted[webhook]` due, unleased deliveries of each webhook, oldest first, as (id, webhook)."""
+    if isinstance(database.obj, peewee.SqliteDatabase):
+        found: list[tuple[int, int]] = []
+        for chunk in peewee.chunked(list(wanted.items()), _SQLITE_DUE_TERMS):
+            terms = " UNION ALL ".join([f"SELECT * FROM ({_DUE.format(webhook='?', limit='?')})"] * len(chunk))
+            params = [value for webhook, limit in chunk for value in (webhook, moment, moment, limit)]
+            found += statements.execute(terms, params).fetchall()
+        return found
+    rows = statements.execute(_POSTGRES_DUE, (list(wanted), list(wanted.values()), moment, moment)).fetchall()
+    return [(row_id, webhook) for row_id, webhook in rows]
+
+
+def claim(owner: str, lease: float, capacity: Capacity, in_flight: Set[int] = frozenset()) -> list[Claim]:
+    """Leases due deliveries of active webhooks, shared fairly within `capacity`.
+
+    `in_flight` are this dispatcher's deliveries still being sent or not yet recorded: never taken again,
+    even when their lease ran out while the store was slow.
     """
+    if capacity.free <= 0:
+        return []
     with transaction():
         moment = now()
-        saturated = [webhook for webhook, count in busy.items() if count >= per_webhook]
-        query = (
-            DeliveryRow.select(DeliveryRow.id, DeliveryRow.webhook)
-            .join(WebhookRow)
-            .where(
-                (DeliveryRow.state == PENDING)
-                & (DeliveryRow.next_attempt_time <= moment)
-                & (DeliveryRow.lease_expires.is_null() | (DeliveryRow.lease_expires < moment))
-                & (WebhookRow.active == True)  # noqa: E712 - peewee builds SQL from ==
-            )
-            .order_by(DeliveryRow.next_attempt_time)
-            .limit(limit * 4)
-        )
-        if saturated:
-            query = query.where(DeliveryRow.webhook.not_in(saturated))
-        if not isinstance(database.obj, peewee.SqliteDatabase):
-            query = query.for_update(of=DeliveryRow, skip_locked=True)
-        counts = Counter(busy)
-        chosen: list[int] = []
-        for row_id, webhook_row in _tuples(query):
-            if counts[webhook_row] < per_webhook:
-                counts[webhook_row] += 1
-                chosen.append(row_id)
-                if len(chosen) == limit:
-                    break
+        hooks = statements.execute(_PENDING_WEBHOOKS, (True,)).fetchall()
+        wanted = {webhook: capacity.room(webhook, organization) for webhook, organization in hooks}
+        wanted = {webhook: room for webhook, room in wanted.items() if room > 0}
+        if not wanted:
+            return []
+        if in_flight:
+            # Room for this dispatcher's own rows whose lease ran out, which are found and then dropped.
+            wanted = {webhook: room + len(in_flight) for webhook, room in wanted.items()}
+        organizations = dict(hooks)
+        due: dict[int, list[int]] = {}
+        for row_id, webhook in _due(wanted, moment):
+            if row_id not in in_flight:
+                due.setdefault(webhook, []).append(row_id)
+        chosen = share(capacity, [Candidates(webhook, organizations[webhook], rows) for webhook, rows in due.items()])
         if not chosen:
             return []
         DeliveryRow.update(lease_owner=owner, lease_expires=moment + lease).where(DeliveryRow.id.in_(chosen)).execute()
-        return _claims(chosen)
+        return _claims(chosen, owner)
 
 
 def release(owner: str) -> int:
@@ -162,7 +216,6 @@ def release(owner: str) -> int:
 
 
 def record(
-    owner: str,
     outcomes: list[Outcome],
     disable_after: float | None = None,
     failing_reason: Callable[[datetime], str] = str,
@@ -175,7 +228,7 @@ def record(
         return []
     with transaction():
         moment = now()
-        kept = _close_attempts(owner, outcomes)
+        kept = _close_attempts(outcomes)
         if kept:
             _insert_attempts(kept)
         queued = [o for o in kept if o.queued]
@@ -200,25 +253,33 @@ def record(
         return disabled
 
 
-def _close_attempts(owner: str, outcomes: list[Outcome]) -> list[Outcome]:
+def _close_attempts(outcomes: list[Outcome]) -> list[Outcome]:
     """Writes each delivery's new state, one statement per group of like outcomes; returns the outcomes
-    that count. A queued outcome whose lease expired meanwhile belongs to another dispatcher now, which
-    records its own attempt, so it is dropped."""
-    groups: dict[tuple[str, float | None, bool], list[Outcome]] = {}
+    that count.
+
+    An outcome counts only while its row still holds the claim's lease, attempt count and state: one
+    whose lease ran out and went to another dispatcher, or that another attempt overtook, is dropped.
+    """
+    groups: dict[tuple[str, float | None, str, int, str], list[Outcome]] = {}
     for outcome in outcomes:
-        groups.setdefault((outcome.state.value, outcome.next_attempt_time, outcome.queued), []).append(outcome)
+        claim = outcome.claim
+        key = (outcome.state.value, outcome.next_attempt_time, claim.lease, claim.attempt_count, claim.state)
+        groups.setdefault(key, []).append(outcome)
     kept: list[Outcome] = []
-    for (state, next_attempt_time, queued), members in groups.items():
+    for (state, next_attempt_time, lease, attempt_count, claimed_state), members in groups.items():
         for batch in peewee.chunked(members, 500):
             update = DeliveryRow.update(
                 state=state,
-                attempt_count=DeliveryRow.attempt_count + 1,
+                attempt_count=attempt_count + 1,
                 next_attempt_time=next_attempt_time,
                 lease_owner=None,
                 lease_expires=None,
-            ).where(DeliveryRow.id.in_([o.claim.row_id for o in batch]))
-            if queued:
-                update = update.where(DeliveryRow.lease_owner == owner)
+            ).where(
+                DeliveryRow.id.in_([o.claim.row_id for o in batch])
+                & (DeliveryRow.lease_owner == lease)
+                & (DeliveryRow.attempt_count == attempt_count)
+                & (DeliveryRow.state == claimed_state)
+            )
             updated = {row_id for (row_id,) in _tuples(update.returning(DeliveryRow.id))}
             kept += [o for o in batch if o.claim.row_id in updated]
     return kept
@@ -282,8 +343,9 @@ def _attempt_values(outcome: Outcome) -> tuple[object, ...]:
     )
 
 
-def create_direct(webhook: WebhookName, kind: str, payload: bytes, delivery_id: str) -> Claim:
-    """A delivery sent at once rather than queued (a ping): stored first, so its attempt has a home."""
+def create_direct(webhook: WebhookName, kind: str, payload: bytes, delivery_id: str, owner: str, lease: float) -> Claim:
+    """A delivery sent at once rather than queued (a ping): stored first, so its attempt has a home, and
+    leased to `owner` like any claim."""
     with transaction():
         row = webhook_rows.find_row(webhook)
         moment = now()
@@ -295,8 +357,10 @@ def create_direct(webhook: WebhookName, kind: str, payload: bytes, delivery_id: 
             state=PENDING,
             next_attempt_time=None,
             create_time=moment,
+            lease_owner=owner,
+            lease_expires=moment + lease,
         )
-        [made] = _claims([delivery.id])
+        [made] = _claims([delivery.id], owner)
         return made
 
 
@@ -310,19 +374,29 @@ def _joined() -> peewee.ModelSelect[DeliveryRow]:
     )
 
 
-def _delivery_row(name: DeliveryName) -> DeliveryRow:
+def _delivery_row(name: DeliveryName, lock: bool = False) -> DeliveryRow:
     webhook = webhook_rows.find_row(name.webhook)
-    row = _joined().where((DeliveryRow.delivery_id == name.delivery_id) & (DeliveryRow.webhook == webhook.id)).first()
+    query = _joined().where((DeliveryRow.delivery_id == name.delivery_id) & (DeliveryRow.webhook == webhook.id))
+    if lock and not isinstance(database.obj, peewee.SqliteDatabase):
+        query = query.for_update(of=DeliveryRow)
+    row = query.first()
     if row is None:
         raise NotFound(f"delivery {name} does not exist")
     found: DeliveryRow = row
     return found
 
 
-def for_redelivery(name: DeliveryName) -> tuple[Claim, Delivery]:
-    row = _delivery_row(name)
-    [again] = _claims([row.id])
-    return again, _to_delivery(row, [])
+def for_redelivery(name: DeliveryName, owner: str, lease: float) -> tuple[Claim, Delivery]:
+    """Leases the delivery to `owner` for one more attempt; refused while another attempt is under way,
+    so two attempts never overlap and each gets its own number."""
+    with transaction():
+        row = _delivery_row(name, lock=True)
+        moment = now()
+        if row.lease_expires is not None and row.lease_expires >= moment:
+            raise FailedPrecondition(f"delivery {name} is being sent right now; redeliver it once that attempt ends")
+        DeliveryRow.update(lease_owner=owner, lease_expires=moment + lease).where(DeliveryRow.id == row.id).execute()
+        [again] = _claims([row.id], owner)
+        return again, _to_delivery(row, [])
 
 
 def get(name: DeliveryName) -> Delivery:
@@ -330,9 +404,11 @@ def get(name: DeliveryName) -> Delivery:
 
 
 def get_by_id(row_id: int) -> Delivery:
-    return _with_attempts(
-        DeliveryRow.select(DeliveryRow, WebhookRow).join(WebhookRow).where(DeliveryRow.id == row_id).get()
-    )
+    row = DeliveryRow.select(DeliveryRow, WebhookRow).join(WebhookRow).where(DeliveryRow.id == row_id).first()
+    if row is None:
+        # Its webhook was deleted while the attempt was under way.
+        raise NotFound("the delivery no longer exists: its webhook was deleted")
+    return _with_attempts(row)
 
 
 def _with_attempts(row: DeliveryRow) -> Delivery:
@@ -393,12 +469,9 @@ def _to_attempt(row: AttemptRow) -> Attempt:
 
 
 def prune(before: float, idempotency_before: float) -> int:
-    """Deletes events and deliveries created before `before`; returns how many deliveries went."""
-    with transaction():
-        old_events = EventRow.select(EventRow.id).where(EventRow.create_time < before)
-        gone = int(
-            DeliveryRow.delete().where((DeliveryRow.create_time < before) | DeliveryRow.event.in_(old_events)).execute()
-        )
-        EventRow.delete().where(EventRow.create_time < before).execute()
-        idempotency.forget_before(idempotency_before)
-        return gone
+    """Deletes events and deliveries created before `before`, a batch per transaction; returns how many
+    deliveries went. Deliveries go first, so deleting their events cascades to almost nothing."""
+    gone = delete_in_batches(DeliveryRow, DeliveryRow.create_time < before)
+    delete_in_batches(EventRow, EventRow.create_time < before)
+    idempotency.forget_before(idempotency_before)
+    return gone

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from peewee import Expression
 
+from webhook_service.store.batches import delete_in_batches
 from webhook_service.store.models import IdempotencyRow
 from webhook_service.store.times import now
 
@@ -32,4 +33,4 @@ def remember(scope: str, request_id: str, response: str, expired_before: float =
 
 
 def forget_before(cutoff: float) -> int:
-    return int(IdempotencyRow.delete().where(IdempotencyRow.create_time < cutoff).execute())
+    return delete_in_batches(IdempotencyRow, IdempotencyRow.create_time < cutoff)
