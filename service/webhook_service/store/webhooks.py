@@ -13,7 +13,7 @@ from webhook_service.domain.model import Webhook, WebhookFilter, WebhookFormat, 
 from webhook_service.domain.names import Parent, WebhookName, parse_webhook_name
 from webhook_service.store import idempotency, secrets, statements
 from webhook_service.store.database import scrub_freed_space, transaction
-from webhook_service.store.models import WebhookRow
+from webhook_service.store.models import WebhookRow, database
 from webhook_service.store.times import now, to_datetime
 
 _COLUMNS = (
@@ -194,14 +194,22 @@ _ACTIVE_FOR_STACK = (
     ' WHERE "organization" = ? AND "active" = ?'
     ' AND (("project" = \'\' AND "stack" = \'\') OR ("project" = ? AND "stack" = ?))'
 )
+# The lock each delivery's foreign key takes on its webhook anyway, taken when the webhook is read: a delete
+# then waits for the publish to commit, instead of committing between the read and the insert. Renames and
+# deactivations change no key, so they do not wait. SQLite's write lock already keeps the delete out.
+_LOCK_FOR_PUBLISH = " FOR KEY SHARE"
 
 
 def active_for_stack(stack: Parent) -> list[tuple[int, Webhook]]:
-    """Every active webhook of the stack's organization and of the stack itself, with row IDs.
+    """Every active webhook of the stack's organization and of the stack itself, with row IDs, which stay
+    until the transaction ends: publish inserts deliveries for them.
 
     Every publish runs this, so it is fixed SQL.
     """
-    rows = statements.execute(_ACTIVE_FOR_STACK, (stack.organization, True, stack.project, stack.stack))
+    text = (
+        _ACTIVE_FOR_STACK if isinstance(database.obj, peewee.SqliteDatabase) else _ACTIVE_FOR_STACK + _LOCK_FOR_PUBLISH
+    )
+    rows = statements.execute(text, (stack.organization, True, stack.project, stack.stack))
     return [(row[0], _webhook(row[1:])) for row in rows.fetchall()]
 
 
