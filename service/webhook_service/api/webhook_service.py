@@ -79,7 +79,7 @@ class WebhookService(webhook_service_pb2_grpc.WebhookServiceServicer):
         def change(current: Webhook) -> Webhook:
             return apply_update(current, patch, fields, self.allowed)
 
-        updated = await self.store.run(webhooks.update, name, change)
+        updated = await self.store.run(webhooks.update, name, fields, change)
         log.info("token %s updated %s of webhook %s", principal.token_id, ",".join(fields) or "nothing", name)
         return webhook_to_proto(updated)
 

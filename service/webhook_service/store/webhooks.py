@@ -11,6 +11,7 @@ from webhook_service.domain.errors import AlreadyExists, NotFound, ResourceExhau
 from webhook_service.domain.limits import MAX_WEBHOOKS_PER_ORGANIZATION, MAX_WEBHOOKS_PER_STACK
 from webhook_service.domain.model import Webhook, WebhookFilter, WebhookFormat, WebhookGroup
 from webhook_service.domain.names import Parent, WebhookName, parse_webhook_name
+from webhook_service.domain.webhooks import reactivates
 from webhook_service.store import idempotency, secrets, statements
 from webhook_service.store.database import scrub_freed_space, transaction
 from webhook_service.store.models import WebhookRow, database
@@ -171,14 +172,28 @@ def list_page(parent: Parent, after_id: int, limit: int) -> tuple[list[Webhook],
     return [to_webhook(row) for row in rows], (rows[-1].id if more else None)
 
 
-def update(name: WebhookName, change: Callable[[Webhook], Webhook]) -> Webhook:
-    """Applies `change` to the stored webhook atomically; `change` may raise to refuse."""
+def update(name: WebhookName, fields: Sequence[str], change: Callable[[Webhook], Webhook]) -> Webhook:
+    """Applies `change` to the stored webhook and writes only the `fields` it may change (the update mask's),
+    so a concurrent change of another column, such as the dispatcher deactivating the webhook or starting its
+    failure clock, stands. `change` may raise to refuse.
+
+    The row stays locked from the read to the write: SQLite's write lock; on PostgreSQL the lock the UPDATE
+    takes anyway, which publishing, holding only the webhook's key, does not wait for.
+    """
     with transaction():
-        row = find_row(name)
-        changed = change(to_webhook(row))
-        columns = _columns(changed)
-        if changed.active:
-            columns["failing_since"] = None
+        query = WebhookRow.select().where(_where(name))
+        if not isinstance(database.obj, peewee.SqliteDatabase):
+            # peewee takes the clause as text, which its stubs do not know.
+            query = query.for_update("FOR NO KEY UPDATE")  # type: ignore[arg-type]
+        row = query.get_or_none()
+        if row is None:
+            raise NotFound(f"webhook {name} does not exist")
+        current = to_webhook(row)
+        changed = change(current)
+        columns = {column: value for column, value in _columns(changed).items() if column in fields}
+        if reactivates(current, changed):
+            # Its failures so far are not held against it again.
+            columns.update(disabled_reason=changed.disabled_reason, failing_since=None)
         WebhookRow.update(update_time=now(), **columns).where(WebhookRow.id == row.id).execute()
         return to_webhook(WebhookRow.get_by_id(row.id))
 
