@@ -8,6 +8,7 @@ from typing import Any
 import peewee
 
 from webhook_service.domain.errors import AlreadyExists, NotFound, ResourceExhausted
+from webhook_service.domain.idempotency import RequestKey
 from webhook_service.domain.limits import MAX_WEBHOOKS_PER_ORGANIZATION, MAX_WEBHOOKS_PER_STACK
 from webhook_service.domain.model import Webhook, WebhookFilter, WebhookFormat, WebhookGroup
 from webhook_service.domain.names import Parent, WebhookName, parse_webhook_name
@@ -115,24 +116,24 @@ def _parent_where(parent: Parent) -> peewee.Expression:
     )
 
 
-def create(webhook: Webhook, request_id: str = "") -> Webhook:
-    """Stores a new webhook; a repeated `request_id` returns the webhook the first call made.
+def create(webhook: Webhook, key: RequestKey | None = None) -> Webhook:
+    """Stores a new webhook; a repeat of the request under its `key` returns the webhook the first call made.
 
     A unique key settles races between servers: on the request_id (the loser returns the winner's
     webhook) or on the name (ALREADY_EXISTS).
     """
     try:
-        return _create(webhook, request_id)
+        return _create(webhook, key)
     except peewee.IntegrityError:
-        if request_id:
-            return _create(webhook, request_id)
+        if key is not None:
+            return _create(webhook, key)
         raise AlreadyExists(f"webhook {webhook.name} already exists") from None
 
 
-def _create(webhook: Webhook, request_id: str) -> Webhook:
+def _create(webhook: Webhook, key: RequestKey | None) -> Webhook:
     with transaction():
-        if request_id:
-            earlier = idempotency.recall(idempotency.CREATE_WEBHOOK, request_id)
+        if key is not None:
+            earlier = idempotency.recall(idempotency.CREATE_WEBHOOK, key)
             if earlier is not None:
                 return get(parse_webhook_name(earlier, "request_id"))
         if WebhookRow.select().where(_where(WebhookName(webhook.parent, webhook.webhook_id))).exists():
@@ -150,8 +151,8 @@ def _create(webhook: Webhook, request_id: str) -> Webhook:
             update_time=moment,
             **_columns(webhook),
         )
-        if request_id:
-            idempotency.remember(idempotency.CREATE_WEBHOOK, request_id, webhook.name)
+        if key is not None:
+            idempotency.remember(idempotency.CREATE_WEBHOOK, key, webhook.name)
         return to_webhook(created)
 
 
