@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from playhouse.db_url import connect
 
+from tests import seed
 from tests.helpers import WS
 from tests.support.databases import Databases
 from tests.support.process import ServiceProcess
@@ -19,7 +20,10 @@ from tests.support.receiver import Receiver
 from tests.support.running import RunningServer, settings_in
 from webhook_service.store import schema
 from webhook_service.store.models import bind_thread
-from webhooks.v1 import delivery_pb2
+from webhooks.v1 import delivery_pb2, event_service_pb2, webhook_pb2
+
+ES = event_service_pb2
+LEGACY_DELIVERY = "organizations/acme/webhooks/legacy/deliveries/dlv-1"
 
 
 def build_at(url: str, version: int, payload_url: str) -> None:
@@ -59,6 +63,13 @@ def build_at(url: str, version: int, payload_url: str) -> None:
                 f" ({placeholder}, 1, {placeholder}, 'http://x', '{{}}', 200, '{{}}', 'ok', 0.01, '')",
                 (delivery_row, now),
             )
+            # Before request_id keys were per organization, a key was the method and the request_id alone.
+            db.execute_sql(
+                "INSERT INTO idempotency_key (scope, request_id, response, create_time) VALUES"
+                f" ('CreateWebhook', 'legacy-create', 'organizations/acme/webhooks/legacy', {placeholder}),"
+                f" ('PublishEvent', 'legacy-publish', {placeholder}, {placeholder})",
+                (now, json.dumps({"event_id": "evt-1", "deliveries": [LEGACY_DELIVERY]}), now),
+            )
     finally:
         db.close()
 
@@ -86,6 +97,20 @@ def test_an_older_database_upgrades_in_place_with_its_data(
             assert [a.response_body for a in delivery.attempts] == ["ok"]
             # The old secret still signs, now that it is stored encrypted.
             client.webhooks.PingWebhook(WS.PingWebhookRequest(name=name))
+            # Keys stored without an organization match no request again.
+            created = client.webhooks.CreateWebhook(
+                WS.CreateWebhookRequest(
+                    parent="organizations/acme",
+                    webhook=webhook_pb2.Webhook(display_name="New", payload_url=receiver.url("/new")),
+                    request_id="legacy-create",
+                )
+            )
+            assert created.name != name and created.display_name == "New"
+            # A refresh that succeeded: the legacy webhook's filters leave it out, so its receiver sees the ping alone.
+            event = seed.update_event(stack="organizations/acme/projects/p/stacks/s")
+            published = client.events.PublishEvent(ES.PublishEventRequest(event=event, request_id="legacy-publish"))
+            assert published.event_id != "evt-1"
+            assert LEGACY_DELIVERY not in published.deliveries
         [ping] = receiver.received(path)
         expected = hmac.new(b"old-secret", ping.body, hashlib.sha256).hexdigest()
         assert hmac.compare_digest(ping.headers["Pulumi-Webhook-Signature"], expected)

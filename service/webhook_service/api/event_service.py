@@ -12,6 +12,7 @@ from webhook_service.api.convert import event_from_proto
 from webhook_service.api.requests import check_request_id
 from webhook_service.domain import access
 from webhook_service.domain.errors import InvalidArgument
+from webhook_service.domain.idempotency import publish_key
 from webhook_service.domain.limits import MAX_EVENT_BYTES
 from webhook_service.domain.payloads import event_kind
 from webhook_service.domain.routing import route
@@ -42,7 +43,7 @@ class EventService(event_service_pb2_grpc.EventServiceServicer):
             event_kind(event),
             functools.partial(route, event),
             self.first_delay,
-            check_request_id(request.request_id),
+            publish_key(check_request_id(request.request_id), event),
         )
         if published.deliveries:
             self.delivered()

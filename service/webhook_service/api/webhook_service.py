@@ -14,6 +14,7 @@ from webhook_service.dispatch import direct
 from webhook_service.dispatch.sender import Sender
 from webhook_service.domain import access, pages
 from webhook_service.domain.errors import InvalidArgument
+from webhook_service.domain.idempotency import create_key
 from webhook_service.domain.model import Webhook
 from webhook_service.domain.names import check_webhook_id, parse_delivery_name, parse_parent, parse_webhook_name
 from webhook_service.domain.webhooks import apply_update, check_update_mask, new_webhook_id, validate_webhook
@@ -39,11 +40,14 @@ class WebhookService(webhook_service_pb2_grpc.WebhookServiceServicer):
     ) -> webhook_pb2.Webhook:
         parent = parse_parent(request.parent, "parent")
         principal = access.check_organization(parent.organization)
-        webhook_id = check_webhook_id(request.webhook_id, "webhook_id") if request.webhook_id else new_webhook_id()
+        requested_id = check_webhook_id(request.webhook_id, "webhook_id") if request.webhook_id else ""
         if not request.HasField("webhook"):
             raise InvalidArgument("webhook", "is required")
-        webhook = validate_webhook(webhook_from_proto(parent, webhook_id, request.webhook), self.allowed)
-        created = await self.store.run(webhooks.create, webhook, check_request_id(request.request_id))
+        webhook = validate_webhook(
+            webhook_from_proto(parent, requested_id or new_webhook_id(), request.webhook), self.allowed
+        )
+        key = create_key(check_request_id(request.request_id), webhook, requested_id)
+        created = await self.store.run(webhooks.create, webhook, key)
         log.info("token %s created webhook %s", principal.token_id, created.name)
         return webhook_to_proto(created)
 
@@ -79,7 +83,7 @@ class WebhookService(webhook_service_pb2_grpc.WebhookServiceServicer):
         def change(current: Webhook) -> Webhook:
             return apply_update(current, patch, fields, self.allowed)
 
-        updated = await self.store.run(webhooks.update, name, change)
+        updated = await self.store.run(webhooks.update, name, fields, change)
         log.info("token %s updated %s of webhook %s", principal.token_id, ",".join(fields) or "nothing", name)
         return webhook_to_proto(updated)
 

@@ -96,10 +96,14 @@ def check_update_mask(paths: Sequence[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(paths))
 
 
+def reactivates(current: Webhook, changed: Webhook) -> bool:
+    """An operator turning a webhook back on has dealt with why the service turned it off."""
+    return changed.active and not current.active
+
+
 def apply_update(current: Webhook, patch: Webhook, fields: Sequence[str], allowed: Sequence[Network]) -> Webhook:
     """`current` with `fields` taken from `patch`, validated as a whole."""
     changed = dataclasses.replace(current, **{field: getattr(patch, field) for field in fields})
-    if changed.active and not current.active:
-        # An operator turning a webhook back on has dealt with why the service turned it off.
+    if reactivates(current, changed):
         changed = dataclasses.replace(changed, disabled_reason="")
     return validate_webhook(changed, allowed)

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import peewee
 
+from webhook_service.domain.idempotency import RequestKey
 from webhook_service.domain.model import DeliveryState, Event, Webhook
 from webhook_service.store import idempotency, notify, statements, webhooks
 from webhook_service.store.database import transaction
@@ -44,21 +45,21 @@ def publish(
     kind: str,
     route: Callable[[list[Webhook]], list[tuple[Webhook, bytes]]],
     first_delay: float,
-    request_id: str = "",
+    key: RequestKey | None = None,
 ) -> Published:
     """Stores `event` and a delivery for each webhook, with its body, that `route` picks among the stack's
-    active ones; a repeated `request_id` within the window returns the first answer instead.
+    active ones; a repeat of the request under its `key` within the window returns the first answer instead.
 
     Routing runs inside the transaction, so a webhook created or deactivated concurrently is either fully
     in or fully out. Two servers racing on one request_id meet at its unique key: the loser reads the
     winner's answer.
     """
     try:
-        return _publish(event, kind, route, first_delay, request_id)
+        return _publish(event, kind, route, first_delay, key)
     except peewee.IntegrityError:
-        if not request_id:
+        if key is None:
             raise
-        return _publish(event, kind, route, first_delay, request_id)
+        return _publish(event, kind, route, first_delay, key)
 
 
 def _publish(
@@ -66,13 +67,13 @@ def _publish(
     kind: str,
     route: Callable[[list[Webhook]], list[tuple[Webhook, bytes]]],
     first_delay: float,
-    request_id: str = "",
+    key: RequestKey | None,
 ) -> Published:
     with transaction():
         moment = now()
-        if request_id:
+        if key is not None:
             expired_before = moment - IDEMPOTENCY_WINDOW
-            earlier = idempotency.recall(idempotency.PUBLISH_EVENT, request_id, expired_before)
+            earlier = idempotency.recall(idempotency.PUBLISH_EVENT, key, expired_before)
             if earlier is not None:
                 answer = json.loads(earlier)
                 return Published(answer["event_id"], tuple(answer["deliveries"]))
@@ -95,10 +96,10 @@ def _publish(
             statements.execute_many(_INSERT_DELIVERY, rows)
             notify.announce()
         published = Published(event_id, tuple(names))
-        if request_id:
+        if key is not None:
             idempotency.remember(
                 idempotency.PUBLISH_EVENT,
-                request_id,
+                key,
                 json.dumps({"event_id": published.event_id, "deliveries": list(published.deliveries)}),
                 expired_before,
             )

@@ -133,17 +133,23 @@ class AttemptRow(BaseModel):
 
 
 class IdempotencyRow(BaseModel):
-    """A request_id already answered, with what was answered, so a repeat gets the same."""
+    """A request_id already answered, with what was answered, so a repeat gets the same.
+
+    Keys are per organization, so one organization's request_id never reaches another's answer; the
+    fingerprint (a keyed digest of the request) tells a repeat from another request under the same key.
+    """
 
     id = AutoField()
     scope = CharField(max_length=64)
+    organization = CharField(max_length=100, default="")
     request_id = CharField(max_length=128)
+    fingerprint = CharField(max_length=64, default="")
     response = TextField()
     create_time = DoubleField(index=True)
 
     class Meta:
         table_name = "idempotency_key"
-        indexes = ((("scope", "request_id"), True),)
+        indexes = ((("scope", "organization", "request_id"), True),)
 
 
 class TokenRow(BaseModel):

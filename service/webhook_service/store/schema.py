@@ -8,21 +8,48 @@ import peewee
 
 from webhook_service.store.models import (
     AttemptRow,
+    BaseModel,
     DeliveryRow,
     EventRow,
-    IdempotencyRow,
     SchemaVersionRow,
     TokenRow,
     WebhookRow,
 )
 
 
+class _IdempotencyRowV1(BaseModel):
+    """idempotency_key as the first release made it; _idempotency_per_organization changes it."""
+
+    id = peewee.AutoField()
+    scope = peewee.CharField(max_length=64)
+    request_id = peewee.CharField(max_length=128)
+    response = peewee.TextField()
+    create_time = peewee.DoubleField(index=True)
+
+    class Meta:
+        table_name = "idempotency_key"
+        indexes = ((("scope", "request_id"), True),)
+
+
 def _initial(db: peewee.Database) -> None:
-    db.create_tables([WebhookRow, EventRow, DeliveryRow, AttemptRow, IdempotencyRow])
+    db.create_tables([WebhookRow, EventRow, DeliveryRow, AttemptRow, _IdempotencyRowV1])
 
 
 def _api_tokens(db: peewee.Database) -> None:
     db.create_tables([TokenRow])
+
+
+def _idempotency_per_organization(db: peewee.Database) -> None:
+    """request_id keys are per organization and remember a fingerprint of their request. Keys stored before
+    have no organization, so they match no request again; they expire as usual."""
+    for statement in (
+        """ALTER TABLE "idempotency_key" ADD COLUMN "organization" VARCHAR(100) NOT NULL DEFAULT ''""",
+        """ALTER TABLE "idempotency_key" ADD COLUMN "fingerprint" VARCHAR(64) NOT NULL DEFAULT ''""",
+        'DROP INDEX "idempotency_key_scope_request_id"',
+        'CREATE UNIQUE INDEX "idempotency_key_scope_organization_request_id"'
+        ' ON "idempotency_key" ("scope", "organization", "request_id")',
+    ):
+        db.execute_sql(statement)  # type: ignore[no-untyped-call]
 
 
 def _pending_by_webhook(db: peewee.Database) -> None:
@@ -36,9 +63,14 @@ def _pending_by_webhook(db: peewee.Database) -> None:
 
 
 # Append only: a released migration never changes, so every database reaches the same schema. A change to
-# an existing table is a new migration (playhouse.migrate's add_column and friends), never an edit of the
-# model that an earlier migration creates from.
-MIGRATIONS: tuple[Callable[[peewee.Database], None], ...] = (_initial, _api_tokens, _pending_by_webhook)
+# an existing table is a new migration (playhouse.migrate's add_column and friends, or SQL both engines
+# read), and the migration that created the table keeps a frozen copy of the model as it was then.
+MIGRATIONS: tuple[Callable[[peewee.Database], None], ...] = (
+    _initial,
+    _api_tokens,
+    _idempotency_per_organization,
+    _pending_by_webhook,
+)
 LATEST = len(MIGRATIONS)
 
 

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from typing import Any
 
-from peewee import PostgresqlDatabase
+import peewee
 from psycopg2.extras import execute_batch
 
 from webhook_service.store.models import database
@@ -42,9 +42,13 @@ def execute_many(text: str, rows: Iterable[Sequence[Any]]) -> None:
     db = database.obj
     assert db is not None
     statement = _for_engine(text, db.param)
-    cursor = db.cursor()  # type: ignore[no-untyped-call]
-    if isinstance(db, PostgresqlDatabase):
-        # psycopg2's executemany sends the rows one statement at a time.
-        execute_batch(cursor, statement, list(rows), page_size=500)
-    else:
-        cursor.executemany(statement, list(rows))
+    values = list(rows)
+    # A raw cursor bypasses execute_sql, which turns driver errors into peewee's: without this, a lost or
+    # cancelled statement would escape as a psycopg2 error that nothing above knows for the database's.
+    with peewee.__exception_wrapper__:  # type: ignore[attr-defined]  # missing from peewee's stubs
+        cursor = db.cursor()  # type: ignore[no-untyped-call]
+        if isinstance(db, peewee.PostgresqlDatabase):
+            # psycopg2's executemany sends the rows one statement at a time.
+            execute_batch(cursor, statement, values, page_size=500)
+        else:
+            cursor.executemany(statement, values)

@@ -8,12 +8,14 @@ from typing import Any
 import peewee
 
 from webhook_service.domain.errors import AlreadyExists, NotFound, ResourceExhausted
+from webhook_service.domain.idempotency import RequestKey
 from webhook_service.domain.limits import MAX_WEBHOOKS_PER_ORGANIZATION, MAX_WEBHOOKS_PER_STACK
 from webhook_service.domain.model import Webhook, WebhookFilter, WebhookFormat, WebhookGroup
 from webhook_service.domain.names import Parent, WebhookName, parse_webhook_name
+from webhook_service.domain.webhooks import reactivates
 from webhook_service.store import idempotency, secrets, statements
 from webhook_service.store.database import scrub_freed_space, transaction
-from webhook_service.store.models import WebhookRow
+from webhook_service.store.models import WebhookRow, database
 from webhook_service.store.times import now, to_datetime
 
 _COLUMNS = (
@@ -114,24 +116,24 @@ def _parent_where(parent: Parent) -> peewee.Expression:
     )
 
 
-def create(webhook: Webhook, request_id: str = "") -> Webhook:
-    """Stores a new webhook; a repeated `request_id` returns the webhook the first call made.
+def create(webhook: Webhook, key: RequestKey | None = None) -> Webhook:
+    """Stores a new webhook; a repeat of the request under its `key` returns the webhook the first call made.
 
     A unique key settles races between servers: on the request_id (the loser returns the winner's
     webhook) or on the name (ALREADY_EXISTS).
     """
     try:
-        return _create(webhook, request_id)
+        return _create(webhook, key)
     except peewee.IntegrityError:
-        if request_id:
-            return _create(webhook, request_id)
+        if key is not None:
+            return _create(webhook, key)
         raise AlreadyExists(f"webhook {webhook.name} already exists") from None
 
 
-def _create(webhook: Webhook, request_id: str) -> Webhook:
+def _create(webhook: Webhook, key: RequestKey | None) -> Webhook:
     with transaction():
-        if request_id:
-            earlier = idempotency.recall(idempotency.CREATE_WEBHOOK, request_id)
+        if key is not None:
+            earlier = idempotency.recall(idempotency.CREATE_WEBHOOK, key)
             if earlier is not None:
                 return get(parse_webhook_name(earlier, "request_id"))
         if WebhookRow.select().where(_where(WebhookName(webhook.parent, webhook.webhook_id))).exists():
@@ -149,8 +151,8 @@ def _create(webhook: Webhook, request_id: str) -> Webhook:
             update_time=moment,
             **_columns(webhook),
         )
-        if request_id:
-            idempotency.remember(idempotency.CREATE_WEBHOOK, request_id, webhook.name)
+        if key is not None:
+            idempotency.remember(idempotency.CREATE_WEBHOOK, key, webhook.name)
         return to_webhook(created)
 
 
@@ -171,14 +173,28 @@ def list_page(parent: Parent, after_id: int, limit: int) -> tuple[list[Webhook],
     return [to_webhook(row) for row in rows], (rows[-1].id if more else None)
 
 
-def update(name: WebhookName, change: Callable[[Webhook], Webhook]) -> Webhook:
-    """Applies `change` to the stored webhook atomically; `change` may raise to refuse."""
+def update(name: WebhookName, fields: Sequence[str], change: Callable[[Webhook], Webhook]) -> Webhook:
+    """Applies `change` to the stored webhook and writes only the `fields` it may change (the update mask's),
+    so a concurrent change of another column, such as the dispatcher deactivating the webhook or starting its
+    failure clock, stands. `change` may raise to refuse.
+
+    The row stays locked from the read to the write: SQLite's write lock; on PostgreSQL the lock the UPDATE
+    takes anyway, which publishing, holding only the webhook's key, does not wait for.
+    """
     with transaction():
-        row = find_row(name)
-        changed = change(to_webhook(row))
-        columns = _columns(changed)
-        if changed.active:
-            columns["failing_since"] = None
+        query = WebhookRow.select().where(_where(name))
+        if not isinstance(database.obj, peewee.SqliteDatabase):
+            # peewee takes the clause as text, which its stubs do not know.
+            query = query.for_update("FOR NO KEY UPDATE")  # type: ignore[arg-type]
+        row = query.get_or_none()
+        if row is None:
+            raise NotFound(f"webhook {name} does not exist")
+        current = to_webhook(row)
+        changed = change(current)
+        columns = {column: value for column, value in _columns(changed).items() if column in fields}
+        if reactivates(current, changed):
+            # Its failures so far are not held against it again.
+            columns.update(disabled_reason=changed.disabled_reason, failing_since=None)
         WebhookRow.update(update_time=now(), **columns).where(WebhookRow.id == row.id).execute()
         return to_webhook(WebhookRow.get_by_id(row.id))
 
@@ -194,14 +210,22 @@ _ACTIVE_FOR_STACK = (
     ' WHERE "organization" = ? AND "active" = ?'
     ' AND (("project" = \'\' AND "stack" = \'\') OR ("project" = ? AND "stack" = ?))'
 )
+# The lock each delivery's foreign key takes on its webhook anyway, taken when the webhook is read: a delete
+# then waits for the publish to commit, instead of committing between the read and the insert. Renames and
+# deactivations change no key, so they do not wait. SQLite's write lock already keeps the delete out.
+_LOCK_FOR_PUBLISH = " FOR KEY SHARE"
 
 
 def active_for_stack(stack: Parent) -> list[tuple[int, Webhook]]:
-    """Every active webhook of the stack's organization and of the stack itself, with row IDs.
+    """Every active webhook of the stack's organization and of the stack itself, with row IDs, which stay
+    until the transaction ends: publish inserts deliveries for them.
 
     Every publish runs this, so it is fixed SQL.
     """
-    rows = statements.execute(_ACTIVE_FOR_STACK, (stack.organization, True, stack.project, stack.stack))
+    text = (
+        _ACTIVE_FOR_STACK if isinstance(database.obj, peewee.SqliteDatabase) else _ACTIVE_FOR_STACK + _LOCK_FOR_PUBLISH
+    )
+    rows = statements.execute(text, (stack.organization, True, stack.project, stack.stack))
     return [(row[0], _webhook(row[1:])) for row in rows.fetchall()]
 
 

@@ -1,0 +1,47 @@
+"""What a request_id stands for: one request, in the organization the request acts on."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from webhook_service.domain.model import Event, Webhook
+
+
+@dataclass(frozen=True)
+class RequestKey:
+    """A caller's request_id, scoped to the organization the request acts on, and the request it names.
+
+    `request` is the request in canonical form: equal requests give equal bytes. It holds the webhook secret of
+    a create, so it stays out of repr; the store keeps only a keyed digest of it.
+    """
+
+    organization: str
+    request_id: str
+    request: bytes = field(repr=False)
+
+
+def canonical(value: Any) -> bytes:
+    """A dataclass value as JSON with sorted keys and no spacing."""
+    return json.dumps(dataclasses.asdict(value), sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def create_key(request_id: str, webhook: Webhook, requested_id: str) -> RequestKey | None:
+    """The key of a CreateWebhook, None without a request_id.
+
+    `requested_id` is the webhook_id the caller gave, empty when the service draws one: a repeat without one
+    draws another, and is the same request all the same.
+    """
+    if not request_id:
+        return None
+    asked = dataclasses.replace(webhook, webhook_id=requested_id)
+    return RequestKey(webhook.parent.organization, request_id, canonical(asked))
+
+
+def publish_key(request_id: str, event: Event) -> RequestKey | None:
+    """The key of a PublishEvent, None without a request_id."""
+    if not request_id:
+        return None
+    return RequestKey(event.organization_name, request_id, canonical(event))
