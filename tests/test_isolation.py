@@ -19,7 +19,7 @@ from tests.support.running import BackgroundLoop, RunningServer
 from webhook_service.domain.scheduling import Capacity
 from webhook_service.store import deliveries
 from webhook_service.store.database import open_database
-from webhook_service.store.models import DeliveryRow, WebhookRow
+from webhook_service.store.models import DeliveryRow, WebhookRow, bound_to
 
 Start = Callable[..., RunningServer]
 HUNG_STACK = "organizations/hung/projects/p/stacks/s"
@@ -215,9 +215,11 @@ def test_parked_work_is_never_walked_by_a_claim(start_server: Start) -> None:
     """Deliveries parked on an inactive webhook, or on one already at its bound, cost a claim nothing."""
     server = start_server(concurrency=0)  # the test claims by hand
     db = open_database(server.settings.database)
-    from webhook_service.store.models import bind_thread
+    with bound_to(db):
+        claim_work_stays_flat(db)
 
-    bind_thread(db)
+
+def claim_work_stays_flat(db: Any) -> None:
     moment = time.time()
     made = {}
     for name, active in (("inactive", False), ("saturated", True), ("fresh", True)):

@@ -19,7 +19,7 @@ from tests.support.process import ServiceProcess
 from tests.support.receiver import Receiver
 from tests.support.running import RunningServer, settings_in
 from webhook_service.store import schema
-from webhook_service.store.models import bind_thread
+from webhook_service.store.models import bound_to
 from webhooks.v1 import delivery_pb2, event_service_pb2, webhook_pb2
 
 ES = event_service_pb2
@@ -29,9 +29,8 @@ LEGACY_DELIVERY = "organizations/acme/webhooks/legacy/deliveries/dlv-1"
 def build_at(url: str, version: int, payload_url: str) -> None:
     """A database at `version`, filled through plain SQL as that release wrote it."""
     db = connect(url)
-    bind_thread(db)
     try:
-        with db.connection_context():
+        with bound_to(db), db.connection_context():
             schema.migrate(db, target=version)
             now = time.time()
             # Before secrets were encrypted at rest, they were stored as typed.
@@ -125,8 +124,7 @@ def test_an_older_database_upgrades_in_place_with_its_data(
 def test_a_database_newer_than_this_release_is_refused(tmp_path: Path, databases: Databases) -> None:
     url = databases.new(tmp_path)
     db = connect(url)
-    bind_thread(db)
-    with db.connection_context():
+    with bound_to(db), db.connection_context():
         schema.migrate(db)
         schema.SchemaVersionRow.insert(version=schema.LATEST + 1).execute()
     refused = ServiceProcess(["serve", "--listen", "127.0.0.1:0", "--database", url], cwd=tmp_path, wait_for_port=False)

@@ -17,7 +17,7 @@ import peewee
 from playhouse.db_url import connect
 
 from webhook_service.domain.errors import Unavailable
-from webhook_service.store.models import bind_thread, database
+from webhook_service.store.models import bind_thread, bound_to, database
 from webhook_service.store.schema import migrate
 
 log = logging.getLogger(__name__)
@@ -48,7 +48,7 @@ def open_database(url: str) -> peewee.Database:
     else:
         db = connect(url)
     database.initialize(db)
-    with db.connection_context():
+    with bound_to(db), db.connection_context():
         migrate(db)
     opened: peewee.Database = db
     return opened

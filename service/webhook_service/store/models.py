@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
+from collections.abc import Iterator
 
 from peewee import (
     AutoField,
@@ -40,6 +42,17 @@ class DatabaseRouter(DatabaseProxy):
 
 def bind_thread(db: Database) -> None:
     _thread.db = db
+
+
+@contextlib.contextmanager
+def bound_to(db: Database) -> Iterator[None]:
+    """The calling thread's queries go to `db` for the duration, then to whatever they went to before."""
+    previous = getattr(_thread, "db", None)
+    _thread.db = db
+    try:
+        yield
+    finally:
+        _thread.db = previous
 
 
 database = DatabaseRouter()
