@@ -81,7 +81,13 @@ class DispatchProcess:
         secrets.configure(key)
         db = open_database(self.settings.database)
         self.store = Executor(db, threads=connections_for(db, self.settings.database_pool_size))
-        sealed = await self.store.run(webhooks.prepare_secrets)
+        try:
+            sealed = await self.store.run(webhooks.prepare_secrets)
+        except ValueError as error:
+            raise RuntimeError(
+                f"{error}: the database's webhook secrets were sealed with another key than "
+                f"{self.settings.secret_key_file}; start with the key file they were sealed with"
+            ) from None
         if sealed:
             log.info("encrypted %d webhook secrets stored in clear by an earlier release", sealed)
         await self.sender.start()

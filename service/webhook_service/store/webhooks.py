@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -17,6 +19,8 @@ from webhook_service.store import idempotency, secrets, statements
 from webhook_service.store.database import scrub_freed_space, transaction
 from webhook_service.store.models import WebhookRow, database
 from webhook_service.store.times import now, to_datetime
+
+log = logging.getLogger(__name__)
 
 _COLUMNS = (
     "organization",
@@ -37,7 +41,12 @@ _COLUMNS = (
 
 
 def _webhook(values: Sequence[Any]) -> Webhook:
-    """A webhook from its columns, in the order of _COLUMNS."""
+    """A webhook from its columns, in the order of _COLUMNS.
+
+    A row this release cannot read (a secret sealed by another key, a format or filter written by a newer
+    release) fails that webhook alone: it reads as inactive, with the reason, so it receives nothing and
+    lists, gets and publishes for its organization carry on.
+    """
     (
         organization,
         project,
@@ -54,20 +63,27 @@ def _webhook(values: Sequence[Any]) -> Webhook:
         create_time,
         update_time,
     ) = values
-    return Webhook(
+    webhook = Webhook(
         parent=Parent(organization, project, stack),
         webhook_id=webhook_id,
         display_name=display_name,
         payload_url=payload_url,
-        secret=secrets.box().open(secret),
         active=bool(active),
-        format=WebhookFormat(format),
-        filters=tuple(WebhookFilter(f) for f in filters.split(",") if f),
-        groups=tuple(WebhookGroup(g) for g in groups.split(",") if g),
         disabled_reason=disabled_reason,
         create_time=to_datetime(create_time),
         update_time=to_datetime(update_time),
     )
+    try:
+        return dataclasses.replace(
+            webhook,
+            secret=secrets.box().open(secret),
+            format=WebhookFormat(format),
+            filters=tuple(WebhookFilter(f) for f in filters.split(",") if f),
+            groups=tuple(WebhookGroup(g) for g in groups.split(",") if g),
+        )
+    except ValueError as error:
+        log.error("webhook %s cannot be read: %s", webhook.name, error)
+        return dataclasses.replace(webhook, active=False, disabled_reason=f"this webhook cannot be read: {error}")
 
 
 def to_webhook(row: WebhookRow) -> Webhook:
@@ -226,7 +242,9 @@ def active_for_stack(stack: Parent) -> list[tuple[int, Webhook]]:
         _ACTIVE_FOR_STACK if isinstance(database.obj, peewee.SqliteDatabase) else _ACTIVE_FOR_STACK + _LOCK_FOR_PUBLISH
     )
     rows = statements.execute(text, (stack.organization, True, stack.project, stack.stack))
-    return [(row[0], _webhook(row[1:])) for row in rows.fetchall()]
+    # A row that cannot be read reads as inactive, and gets nothing.
+    readable = ((row[0], _webhook(row[1:])) for row in rows.fetchall())
+    return [(row_id, webhook) for row_id, webhook in readable if webhook.active]
 
 
 def prepare_secrets() -> int:
