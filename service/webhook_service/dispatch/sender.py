@@ -21,14 +21,18 @@ from webhook_service.store.deliveries import Claim
 class Sender:
     """Holds the one aiohttp session every attempt of this process reuses."""
 
-    def __init__(self, timeout: float, allowed: Sequence[Network] = ()) -> None:
+    def __init__(self, timeout: float, allowed: Sequence[Network] = (), nameservers: Sequence[str] = ()) -> None:
+        """`nameservers` replace the system's DNS servers for deliveries; they may be set until start()."""
         self.timeout = aiohttp.ClientTimeout(total=timeout)
         self.allowed = tuple(allowed)
+        self.nameservers = tuple(nameservers)
         self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
         # The guarded connector sets no connection cap: the dispatcher's own bounds decide how many requests run.
-        self._session = aiohttp.ClientSession(connector=guarded_connector(self.allowed), auto_decompress=False)
+        # Bodies are stored as sent, not decompressed: a gzip bomb stays the size it came in.
+        connector = guarded_connector(self.allowed, self.nameservers)
+        self._session = aiohttp.ClientSession(connector=connector, auto_decompress=False)
 
     async def close(self) -> None:
         if self._session is not None:
