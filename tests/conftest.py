@@ -66,13 +66,15 @@ def start_server(tmp_path: Path, databases: Databases) -> Iterator[Callable[...,
     started: list[RunningServer] = []
 
     def start(**options: Any) -> RunningServer:
-        """Options naming a ServerSettings field set it; the rest are DispatchSettings."""
+        """Options naming a ServerSettings field set it, `nameservers` those of RunningServer; the rest are
+        DispatchSettings."""
+        nameservers = options.pop("nameservers", ())
         options.setdefault("allow_network", LOOPBACK)
         server_fields = {f.name for f in dataclasses.fields(ServerSettings)}
         overrides = {key: value for key, value in options.items() if key in server_fields}
         dispatch = DispatchSettings(**{key: value for key, value in options.items() if key not in server_fields})
         folder = tmp_path / f"server-{len(started)}"
-        started.append(RunningServer(settings_in(folder, databases.new(folder), dispatch, **overrides)))
+        started.append(RunningServer(settings_in(folder, databases.new(folder), dispatch, **overrides), nameservers))
         return started[-1]
 
     yield start

@@ -54,3 +54,10 @@ def rpc_error(call: Any, request: Any) -> grpc.RpcError:
 
 def delivery_id(name: str) -> str:
     return name.rsplit("/", 1)[1]
+
+
+# How a refused `localhost` reads. Deliveries resolve with c-ares, which answers ::1 for it as well (RFC 6761)
+# even where /etc/hosts names only 127.0.0.1, and the guard names the first blocked address of the answer.
+LOCALHOST_REFUSED = (
+    r"refusing to connect to localhost: (127\.0\.0\.1 is in 127\.0\.0\.0/8|::1 is in ::1/128) \(loopback\)"
+)

@@ -1,5 +1,9 @@
+import html
 import json
+import re
 from typing import Any
+
+import pytest
 
 from tests import seed
 from webhook_service.domain.model import (
@@ -192,3 +196,92 @@ def test_output_is_compact_utf8() -> None:
     assert b"\\u" not in data
     body = render_event(RAW, STACK_CREATED)
     assert b": " not in body and b", " not in body and b"\n" not in body
+
+
+# Names that would ping, link or format if a chat client read them as markup.
+HOSTILE_NAME = "<!channel> & <@U123> *Pwned* _x_ [log in](https://evil.example) <https://evil.example|here>"
+HOSTILE_USER = Identity(name=HOSTILE_NAME, github_login="eve")
+SLACK_MARKUP = re.compile(r"<([^<>]*)>")
+
+
+def slack_shows(mrkdwn: str) -> tuple[str, list[tuple[str, str]]]:
+    """What Slack displays for mrkdwn text, and the links in it as (url, label): <...> is markup (a link, a
+    mention, <!channel>), and &lt; &gt; &amp; are the characters themselves."""
+    links = []
+
+    def markup(match: re.Match[str]) -> str:
+        url, _, label = match[1].partition("|")
+        assert url.startswith("https://"), f"{match[0]} is a mention or command, not a link"
+        links.append((html.unescape(url), html.unescape(label)))
+        return label
+
+    return html.unescape(SLACK_MARKUP.sub(markup, mrkdwn)), links
+
+
+def test_slack_shows_hostile_names_as_text_everywhere() -> None:
+    stack = Event(
+        "o", "p", "s", HOSTILE_USER, Identity(name="<!here>"), UpdateChange(f"{BASE}/u/1", "update", "failed", {})
+    )
+    text, shown = slack_text(stack)
+    assert slack_shows(text) == (":rotating_light: <!here>/p/s update failed.", [])
+    displayed, links = slack_shows(shown)
+    assert HOSTILE_NAME in displayed
+    assert links == [(f"{BASE}/u/1", "View update")]
+
+
+def test_slack_link_url_cannot_set_its_label() -> None:
+    sneaky = f"{BASE}/updates/1|Your session expired: sign in again>"
+    _, shown = slack_text(event(UpdateChange(sneaky, "update", "failed", {})))
+    _, links = slack_shows(shown)
+    assert links == [(f"{BASE}/updates/1%7CYour%20session%20expired:%20sign%20in%20again%3E", "View update")]
+
+
+def teams_shows(markdown: str) -> tuple[str, str]:
+    """What Teams displays for TextBlock or Fact text, and the Markdown it acts on: *, _, [, ] and a list marker
+    starting the text, unless backslash-escaped."""
+    displayed, markup = [], []
+    escaped = False
+    for char in markdown:
+        if escaped:
+            displayed.append(char)
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        else:
+            displayed.append(char)
+            if char in "*_[]":
+                markup.append(char)
+    text = "".join(displayed)
+    if re.match(r"\s*([-+]|\d+[.)])\s", markdown):
+        markup.append("list")
+    return text, "".join(markup)
+
+
+def test_teams_shows_hostile_names_as_text() -> None:
+    names = Event(
+        "o",
+        "p",
+        "s",
+        Identity(name="- **Pwned** [log in](https://evil.example)\n1. _x_ \\"),
+        Identity(name="[acme](https://evil.example)"),
+        StackChange("created"),
+    )
+    content = card(render_event(TEAMS, names))
+    title, facts = content["body"]
+    assert teams_shows(title["text"]) == ("[acme](https://evil.example)/p/s stack created.", "")
+    shown = {f["title"]: teams_shows(f["value"]) for f in facts["facts"]}
+    assert shown["User"] == ("- **Pwned** [log in](https://evil.example) 1. _x_ \\", "")
+    assert shown["Stack"] == ("[acme](https://evil.example)/p/s", "")
+
+
+@pytest.mark.parametrize(
+    "url", ["javascript:alert(document.cookie)", "file:///etc/passwd", "//evil.example/x", "https://", "data:,hi"]
+)
+def test_links_that_are_not_web_links_are_left_out_of_chat_messages(url: str) -> None:
+    update = event(UpdateChange(url, "update", "failed", {}))
+    deployment = event(DeploymentChange(url, 1, "update", "failed"))
+    for ev in (update, deployment):
+        _, shown = slack_text(ev)
+        assert slack_shows(shown)[1] == [] and "Link" not in shown
+        assert card(render_event(TEAMS, ev))["actions"] == []
+        assert url in json.dumps(raw(ev))

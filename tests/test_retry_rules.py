@@ -6,10 +6,12 @@ import random
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from webhook_service.domain.durations import parse_duration, parse_schedule
 from webhook_service.domain.model import DeliveryState
-from webhook_service.domain.retries import judge, next_delay, parse_retry_after
+from webhook_service.domain.retries import MAX_RETRY_AFTER, judge, next_delay, parse_retry_after
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 SCHEDULE = parse_schedule("0s,5s,5m,30m,2h,5h,10h,10h")
@@ -57,6 +59,34 @@ def test_retry_after_forms() -> None:
     assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", NOW) == 0
     assert parse_retry_after("soon", NOW) is None
     assert parse_retry_after(None, NOW) is None
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        # Digits to str.isdigit(), but not to float() or HTTP.
+        ("²", None),
+        ("①", None),
+        ("٣", None),
+        ("9" * 400, MAX_RETRY_AFTER),
+        ("9" * 5000, MAX_RETRY_AFTER),
+        ("3601", MAX_RETRY_AFTER),
+        ("0007", 7),
+        ("Fri, 31 Dec 9999 23:59:59 GMT", MAX_RETRY_AFTER),
+        ("Wed, 21 Oct 2015 07:28:00 +9999", None),
+        ("1e3", None),
+        ("-5", None),
+        ("\\xff", None),
+    ],
+)
+def test_retry_after_from_a_hostile_receiver_is_bounded_or_ignored(text: str, seconds: float | None) -> None:
+    assert parse_retry_after(text, NOW) == seconds
+
+
+@given(st.text())
+def test_any_retry_after_gives_a_bounded_delay_or_none(text: str) -> None:
+    seconds = parse_retry_after(text, NOW)
+    assert seconds is None or 0 <= seconds <= MAX_RETRY_AFTER
 
 
 @pytest.mark.parametrize(

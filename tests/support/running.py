@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -55,10 +55,12 @@ def settings_in(
 
 
 class RunningServer:
-    def __init__(self, settings: ServerSettings) -> None:
+    def __init__(self, settings: ServerSettings, nameservers: Sequence[str] = ()) -> None:
+        """`nameservers` are the DNS servers deliveries use instead of the system's."""
         self.settings = settings
         self._loop = BackgroundLoop()
         self.server = Server(settings)
+        self.server.sender.nameservers = tuple(nameservers)
         self._loop.run(self.server.start())
         self.port = self.server.port
         self.target = f"127.0.0.1:{self.port}"

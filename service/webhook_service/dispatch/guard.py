@@ -71,21 +71,31 @@ def check_url_host(url: str | URL, allowed: Sequence[Network]) -> None:
             raise BlockedAddress(blocked_message(host, str(address), reason), host=host, address=str(address))
 
 
+def dns_resolver(nameservers: Sequence[str] = ()) -> AbstractResolver:
+    """Lookups through c-ares (aiodns): asynchronous, each waiting only for its own answer, from `nameservers`
+    ("host" or "host:port") or else the system's (/etc/resolv.conf, after /etc/hosts). Needs a running loop.
+
+    Not aiohttp's ThreadedResolver: its getaddrinfo calls share the event loop's default executor (six threads
+    on two cores), so six receivers whose DNS never answers would hold up every other webhook's lookups.
+    """
+    return aiohttp.AsyncResolver(nameservers=list(nameservers) or None)
+
+
 class GuardedResolver(AbstractResolver):
-    """Resolves with `inner` (aiohttp's ThreadedResolver by default) and refuses the whole answer when any
-    address in it is blocked, rather than dropping the blocked ones: a name that points at a private address
-    is a misconfiguration or an attack either way."""
+    """Resolves with `inner` (`dns_resolver()` by default) and refuses the whole answer when any address in it
+    is blocked, rather than dropping the blocked ones: a name that points at a private address is a
+    misconfiguration or an attack either way."""
 
     def __init__(self, allowed: Sequence[Network] = (), inner: AbstractResolver | None = None) -> None:
         self.allowed = tuple(allowed)
-        # ThreadedResolver needs a running loop, so the default one is made on first use.
+        # The default resolver needs a running loop, so it is made on first use.
         self._inner = inner
 
     async def resolve(
         self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
     ) -> list[ResolveResult]:
         if self._inner is None:
-            self._inner = aiohttp.ThreadedResolver()
+            self._inner = dns_resolver()
         results = await self._inner.resolve(host, port, family)
         if not results:
             raise socket.gaierror(socket.EAI_NONAME, f"no addresses found for {host}")
@@ -106,6 +116,8 @@ class GuardedResolver(AbstractResolver):
             await self._inner.close()
 
 
-def guarded_connector(allowed: Sequence[Network] = ()) -> aiohttp.TCPConnector:
-    """The sender's connector, with every resolved address checked. Needs a running event loop."""
-    return aiohttp.TCPConnector(limit=0, ttl_dns_cache=60, resolver=GuardedResolver(allowed))
+def guarded_connector(allowed: Sequence[Network] = (), nameservers: Sequence[str] = ()) -> aiohttp.TCPConnector:
+    """The sender's connector, resolving with `dns_resolver(nameservers)` and checking every address it
+    returns. Needs a running event loop."""
+    resolver = GuardedResolver(allowed, dns_resolver(nameservers))
+    return aiohttp.TCPConnector(limit=0, ttl_dns_cache=60, resolver=resolver)

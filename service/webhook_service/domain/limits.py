@@ -8,3 +8,5 @@ MAX_WEBHOOKS_PER_ORGANIZATION = 100
 MAX_WEBHOOKS_PER_STACK = 20
 MAX_EVENT_BYTES = 64 * 1024
 MAX_RESPONSE_BODY_BYTES = 16 * 1024
+# Names and values together (UTF-8 bytes); aiohttp alone would let a receiver send about 1 MiB of them.
+MAX_RESPONSE_HEADER_BYTES = 16 * 1024

@@ -22,19 +22,25 @@ def is_success(status: int) -> bool:
 
 
 def parse_retry_after(value: str | None, now: datetime) -> float | None:
-    """Seconds a Retry-After header asks for, in either of its forms; None when absent or unreadable."""
+    """Seconds a Retry-After header asks for, in either of its forms, at most MAX_RETRY_AFTER; None when absent
+    or unreadable. The value comes from the receiver, so no text may raise here."""
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
-        return float(value)
+    # HTTP's delay-seconds is ASCII digits: str.isdigit() alone also accepts "²", which float() refuses.
+    if value.isascii() and value.isdigit():
+        digits = value.lstrip("0")
+        # More digits than the bound has are over it, however many: no need to convert a 400-digit number.
+        if len(digits) > len(str(int(MAX_RETRY_AFTER))):
+            return MAX_RETRY_AFTER
+        return min(float(digits or 0), MAX_RETRY_AFTER)
     try:
         when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - now).total_seconds())
+    return min(max(0.0, (when - now).total_seconds()), MAX_RETRY_AFTER)
 
 
 def next_delay(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 from webhook_service.domain.model import Event
 from webhook_service.domain.payloads.summary import Outcome, summarize
@@ -15,9 +16,20 @@ EMOJI = {
 }
 
 
+# What a URL may hold unencoded: its reserved characters, and % so that what was encoded stays so.
+URL_CHARACTERS = ":/?#[]@!$&'()*+,;=%~"
+
+
 def escape(text: str) -> str:
-    # Slack reads &, < and > as control characters in mrkdwn; stack and user names are user input.
+    # Slack reads &, < and > as control characters in mrkdwn (<!channel> pings everyone); stack and user names
+    # are user input.
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def link(url: str, label: str) -> str:
+    """A mrkdwn link. The first | in <url|label> ends the URL, so a | (or a space, or anything else a URL
+    may not hold) is percent-encoded, as it would be in a valid URL: it cannot pass for the label."""
+    return f"<{escape(quote(url, safe=URL_CHARACTERS))}|{escape(label)}>"
 
 
 def slack_payload(event: Event) -> dict[str, Any]:
@@ -28,10 +40,10 @@ def slack_payload(event: Event) -> dict[str, Any]:
     ]
     if summary.link:
         # A mrkdwn link rather than a button: link buttons need an interactive Slack app.
-        link = f"<{escape(summary.link)}|{escape(summary.link_label)}>"
-        fields.append({"type": "mrkdwn", "text": f"*Link*\n{link}"})
+        fields.append({"type": "mrkdwn", "text": f"*Link*\n{link(summary.link, summary.link_label)}"})
     return {
-        "text": f"{emoji} {summary.title}",
+        # The notification text is mrkdwn too.
+        "text": f"{emoji} {escape(summary.title)}",
         "blocks": [
             {
                 "type": "section",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from webhook_service.domain.model import DeploymentChange, Event, Identity, StackChange
 
@@ -36,6 +37,16 @@ def _user(user: Identity) -> str:
     if user.name and user.github_login and user.name != user.github_login:
         return f"{user.name} ({user.github_login})"
     return user.name or user.github_login or "unknown"
+
+
+def _web_link(url: str) -> str:
+    """`url` when chat clients may show it as a link: http(s) with a host. The URLs come from the publisher,
+    and a javascript: or file: link in a message is somebody's click away."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return ""
+    return url if parts.scheme.lower() in {"http", "https"} and parts.hostname else ""
 
 
 def format_resource_changes(changes: dict[str, int]) -> str:
@@ -72,6 +83,7 @@ def summarize(event: Event) -> Summary:
         ("User", _user(event.user)),
         *extra,
     )
+    link = _web_link(link)
     return Summary(
         title=f"{stack} {operation} {result}.",
         facts=facts,

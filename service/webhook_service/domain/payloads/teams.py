@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from webhook_service.domain.model import Event
@@ -12,6 +13,19 @@ COLOR = {
     Outcome.FAILURE: "Attention",
     Outcome.NEUTRAL: "Default",
 }
+
+
+# TextBlock and Fact text is Markdown: **bold**, _italic_, [label](url), and a list where a line starts with a
+# marker. Stack and user names are user input, so they must not be able to make a link or change the formatting.
+_MARKDOWN = re.compile(r"[\\*_\[\]<>]")
+_BULLET = re.compile(r"^(\s*)([-+])")
+_NUMBERED = re.compile(r"^(\s*\d+)([.)])")
+
+
+def escape(text: str) -> str:
+    """`text` as Teams should show it, Markdown backslash-escaped, on one line."""
+    text = _MARKDOWN.sub(r"\\\g<0>", " ".join(text.splitlines()))
+    return _NUMBERED.sub(r"\1\\\2", _BULLET.sub(r"\1\\\2", text))
 
 
 def adaptive_card_message(body: list[dict[str, Any]], actions: list[dict[str, Any]]) -> dict[str, Any]:
@@ -39,7 +53,7 @@ def teams_payload(event: Event) -> dict[str, Any]:
     body: list[dict[str, Any]] = [
         {
             "type": "TextBlock",
-            "text": summary.title,
+            "text": escape(summary.title),
             "weight": "Bolder",
             "size": "Medium",
             "wrap": True,
@@ -47,7 +61,7 @@ def teams_payload(event: Event) -> dict[str, Any]:
         },
         {
             "type": "FactSet",
-            "facts": [{"title": name, "value": value} for name, value in summary.facts],
+            "facts": [{"title": name, "value": escape(value)} for name, value in summary.facts],
         },
     ]
     actions: list[dict[str, Any]] = []
