@@ -126,11 +126,11 @@ def test_a_success_resets_the_failure_clock(start_server: Start, receiver: Recei
     assert client.webhooks.GetWebhook(WS.GetWebhookRequest(name=hook.name)).active
 
 
-@pytest.mark.parametrize("status", [429, 503])
-def test_retry_after_is_honoured(start_server: Start, receiver: Receiver, status: int) -> None:
+@pytest.mark.parametrize(("status", "header"), [(429, "Retry-After"), (503, "Retry-After"), (429, "retry-after")])
+def test_retry_after_is_honoured(start_server: Start, receiver: Receiver, status: int, header: str) -> None:
     client = connect(start_server, retry_schedule=(0.0, 0.05))
-    path = f"/busy-{status}"
-    receiver.script(path, [Reply(status, headers={"Retry-After": "2"}), Reply(200)])
+    path = f"/busy-{status}-{header}"
+    receiver.script(path, [Reply(status, headers={header: "2"}), Reply(200)])
     make_webhook(client, "organizations/acme", receiver.url(path))
     [name] = publish(client, seed.update_event(stack=STACK)).deliveries
 

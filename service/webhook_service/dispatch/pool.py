@@ -177,7 +177,9 @@ class Dispatcher:
             self._wake.set()
 
     def _outcome(self, claim: Claim, attempt: Attempt) -> Outcome:
-        retry_after = parse_retry_after(attempt.response_headers.get("Retry-After"), attempt.start_time)
+        # Header names are case-insensitive; receivers send `retry-after` as often as `Retry-After`.
+        asked = next((v for k, v in attempt.response_headers.items() if k.lower() == "retry-after"), None)
+        retry_after = parse_retry_after(asked, attempt.start_time)
         verdict = judge(attempt.response_code, retry_after, attempt.number, self.settings.retry_schedule)
         if attempt.response_code == 0 or verdict.gone:
             log.info("delivery %s to %s failed: %s", claim.delivery_id, claim.webhook_name, attempt.error or "410 Gone")
