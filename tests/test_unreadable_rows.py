@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-import psycopg2
 import pytest
 from cryptography.fernet import Fernet
 
@@ -15,21 +12,12 @@ from tests import seed
 from tests.helpers import get_delivery, make_webhook, publish, wait_for_delivery
 from tests.support.receiver import Receiver
 from tests.support.running import RunningServer, settings_in
+from tests.support.sql import execute
 from webhook_service.store.secrets import PREFIX
 from webhooks.v1 import delivery_pb2, webhook_service_pb2
 
 Start = Callable[..., RunningServer]
 FAILED = delivery_pb2.WEBHOOK_DELIVERY_STATE_FAILED
-
-
-def execute(url: str, sql: str, params: tuple[Any, ...]) -> None:
-    """Writes behind the service's back, as a bad restore, a newer release or another key would have."""
-    if url.startswith("sqlite"):
-        with sqlite3.connect(url.removeprefix("sqlite:///")) as connection:
-            connection.execute(sql.replace("%s", "?"), params)
-        return
-    with psycopg2.connect(url) as connection, connection.cursor() as cursor:
-        cursor.execute(sql, params)
 
 
 def test_unreadable_webhooks_fail_alone(start_server: Start, receiver: Receiver, org: str) -> None:

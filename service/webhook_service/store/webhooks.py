@@ -16,8 +16,9 @@ from webhook_service.domain.model import Webhook, WebhookFilter, WebhookFormat, 
 from webhook_service.domain.names import Parent, WebhookName, parse_webhook_name
 from webhook_service.domain.webhooks import reactivates
 from webhook_service.store import idempotency, secrets, statements
+from webhook_service.store.batches import delete_in_batches
 from webhook_service.store.database import scrub_freed_space, transaction
-from webhook_service.store.models import WebhookRow, database
+from webhook_service.store.models import DeliveryRow, WebhookRow, database
 from webhook_service.store.times import now, to_datetime
 
 log = logging.getLogger(__name__)
@@ -216,8 +217,12 @@ def update(name: WebhookName, fields: Sequence[str], change: Callable[[Webhook],
 
 
 def delete(name: WebhookName) -> None:
+    """Deletes the webhook with its delivery log. The log goes first, a batch per transaction, so no
+    transaction holds the write lock for the length of a long history."""
+    row = find_row(name)
+    delete_in_batches(DeliveryRow, DeliveryRow.webhook == row.id)
     with transaction():
-        if WebhookRow.delete().where(_where(name)).execute() == 0:
+        if WebhookRow.delete().where(WebhookRow.id == row.id).execute() == 0:
             raise NotFound(f"webhook {name} does not exist")
 
 

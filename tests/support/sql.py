@@ -1,0 +1,29 @@
+"""Plain SQL against a test database, behind the service's back."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from typing import Any
+
+import psycopg2
+
+
+def execute(url: str, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+    """Runs one statement (`%s` placeholders) and returns its rows, if any."""
+    if url.startswith("sqlite"):
+        with sqlite3.connect(url.removeprefix("sqlite:///")) as connection:
+            cursor = connection.execute(sql.replace("%s", "?"), tuple(params))
+            return cursor.fetchall() if cursor.description else []
+    with psycopg2.connect(url) as connection, connection.cursor() as cursor:
+        cursor.execute(sql, tuple(params))
+        return cursor.fetchall() if cursor.description else []
+
+
+def execute_many(url: str, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+    if url.startswith("sqlite"):
+        with sqlite3.connect(url.removeprefix("sqlite:///")) as connection:
+            connection.executemany(sql.replace("%s", "?"), rows)
+        return
+    with psycopg2.connect(url) as connection, connection.cursor() as cursor:
+        cursor.executemany(sql, rows)
