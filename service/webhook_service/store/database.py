@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -122,12 +123,14 @@ class Executor:
         """A server connection idle for a while may have died with a database restart: it is tried, and
         replaced if dead, before a call relies on it. (A call is never retried blindly: a failure at COMMIT
         could then store an event twice.)"""
-        if isinstance(self.db, peewee.SqliteDatabase) or self.db.is_closed():
+        if isinstance(self.db, peewee.SqliteDatabase):
             return
         moment = time.monotonic()
-        idle = moment - getattr(self._local, "used", moment)
+        idle = moment - getattr(self._local, "used", -math.inf)
+        # Stamped also when no connection is open yet: this call opens one, so a thread that has served
+        # a single call is checked like any other once that call is a while ago.
         self._local.used = moment
-        if idle < IDLE_CHECK_SECONDS:
+        if self.db.is_closed() or idle < IDLE_CHECK_SECONDS:
             return
         try:
             self.db.execute_sql("SELECT 1")  # type: ignore[no-untyped-call]
