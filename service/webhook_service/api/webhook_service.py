@@ -43,14 +43,14 @@ class WebhookService(webhook_service_pb2_grpc.WebhookServiceServicer):
         if not request.HasField("webhook"):
             raise InvalidArgument("webhook", "is required")
         webhook = validate_webhook(webhook_from_proto(parent, webhook_id, request.webhook), self.allowed)
-        created = await self.store.run(webhooks.create, webhook, check_request_id(request.request_id))
+        created = await self.store.admit(webhooks.create, webhook, check_request_id(request.request_id))
         log.info("token %s created webhook %s", principal.token_id, created.name)
         return webhook_to_proto(created)
 
     async def GetWebhook(self, request: webhook_service_pb2.GetWebhookRequest, context: Context) -> webhook_pb2.Webhook:
         name = parse_webhook_name(request.name, "name")
         access.check_organization(name.parent.organization)
-        return webhook_to_proto(await self.store.run(webhooks.get, name))
+        return webhook_to_proto(await self.store.admit(webhooks.get, name))
 
     async def ListWebhooks(
         self, request: webhook_service_pb2.ListWebhooksRequest, context: Context
@@ -59,7 +59,7 @@ class WebhookService(webhook_service_pb2_grpc.WebhookServiceServicer):
         access.check_organization(parent.organization)
         size = pages.page_size(request.page_size)
         cursor = pages.decode_token(request.page_token, str(parent)) or 0
-        found, next_cursor = await self.store.run(webhooks.list_page, parent, cursor, size)
+        found, next_cursor = await self.store.admit(webhooks.list_page, parent, cursor, size)
         return webhook_service_pb2.ListWebhooksResponse(
             webhooks=[webhook_to_proto(w) for w in found],
             next_page_token="" if next_cursor is None else pages.encode_token(str(parent), next_cursor),
@@ -79,7 +79,7 @@ class WebhookService(webhook_service_pb2_grpc.WebhookServiceServicer):
         def change(current: Webhook) -> Webhook:
             return apply_update(current, patch, fields, self.allowed)
 
-        updated = await self.store.run(webhooks.update, name, change)
+        updated = await self.store.admit(webhooks.update, name, change)
         log.info("token %s updated %s of webhook %s", principal.token_id, ",".join(fields) or "nothing", name)
         return webhook_to_proto(updated)
 
@@ -88,7 +88,7 @@ class WebhookService(webhook_service_pb2_grpc.WebhookServiceServicer):
     ) -> empty_pb2.Empty:
         name = parse_webhook_name(request.name, "name")
         principal = access.check_organization(name.parent.organization)
-        await self.store.run(webhooks.delete, name)
+        await self.store.admit(webhooks.delete, name)
         log.info("token %s deleted webhook %s", principal.token_id, name)
         return empty_pb2.Empty()
 
@@ -108,7 +108,7 @@ class WebhookService(webhook_service_pb2_grpc.WebhookServiceServicer):
         access.check_organization(webhook.parent.organization)
         size = pages.page_size(request.page_size)
         cursor = pages.decode_token(request.page_token, str(webhook))
-        found, next_cursor = await self.store.run(deliveries.list_page, webhook, cursor, size)
+        found, next_cursor = await self.store.admit(deliveries.list_page, webhook, cursor, size)
         return webhook_service_pb2.ListWebhookDeliveriesResponse(
             deliveries=[delivery_to_proto(d, with_attempts=False) for d in found],
             next_page_token="" if next_cursor is None else pages.encode_token(str(webhook), next_cursor),
@@ -119,7 +119,7 @@ class WebhookService(webhook_service_pb2_grpc.WebhookServiceServicer):
     ) -> delivery_pb2.WebhookDelivery:
         name = parse_delivery_name(request.name, "name")
         access.check_organization(name.webhook.parent.organization)
-        return delivery_to_proto(await self.store.run(deliveries.get, name), with_attempts=True)
+        return delivery_to_proto(await self.store.admit(deliveries.get, name), with_attempts=True)
 
     async def RedeliverWebhookDelivery(
         self, request: webhook_service_pb2.RedeliverWebhookDeliveryRequest, context: Context

@@ -16,6 +16,7 @@ from typing import Any, ParamSpec, TypeVar
 import peewee
 from playhouse.db_url import connect
 
+from webhook_service.domain.admission import Gate
 from webhook_service.domain.errors import Unavailable
 from webhook_service.store.models import bind_thread, database
 from webhook_service.store.schema import migrate
@@ -23,6 +24,9 @@ from webhook_service.store.schema import migrate
 log = logging.getLogger(__name__)
 
 IDLE_CHECK_SECONDS = 1.0
+# API calls the store holds per connection, running or waiting. A call behind that many others waits
+# tens of milliseconds when queries are quick; when they are slow, a longer queue only ends in deadlines.
+API_CALLS_PER_CONNECTION = 64
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -93,6 +97,8 @@ class Executor:
 
     One thread on SQLite, where there is one writer anyway, more on a server
     database; the thread count bounds the connections this process opens.
+    Callers of the API come in through `admit`, which bounds how many of them
+    the store holds; the dispatcher uses `run`, which is never refused.
     """
 
     def __init__(self, db: peewee.Database, threads: int) -> None:
@@ -101,10 +107,19 @@ class Executor:
         self._pool = ThreadPoolExecutor(
             max_workers=threads, thread_name_prefix="store", initializer=bind_thread, initargs=(db,)
         )
+        self._api_calls = Gate(threads * API_CALLS_PER_CONNECTION, "the database")
 
     async def run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """`fn` on a query thread, however many calls wait. For the dispatcher: its claims, records and
+        pruning are few at a time, and refusing them would only delay deliveries."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool, functools.partial(self._guarded, fn, *args, **kwargs))
+
+    async def admit(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """`run` for a caller of the API, refused with ResourceExhausted when the store already holds
+        API_CALLS_PER_CONNECTION such calls for each connection, running or waiting."""
+        with self._api_calls.enter():
+            return await self.run(fn, *args, **kwargs)
 
     def _guarded(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         try:
