@@ -8,7 +8,13 @@ from typing import Any
 import grpc
 from google.protobuf import empty_pb2
 
-from webhook_service.api.convert import delivery_to_proto, fields_set, webhook_from_proto, webhook_to_proto
+from webhook_service.api.convert import (
+    delivery_to_proto,
+    delivery_view,
+    fields_set,
+    webhook_from_proto,
+    webhook_to_proto,
+)
 from webhook_service.api.requests import check_request_id
 from webhook_service.dispatch import direct
 from webhook_service.dispatch.sender import Sender
@@ -99,7 +105,7 @@ class WebhookService(webhook_service_pb2_grpc.WebhookServiceServicer):
         principal = access.check_organization(name.parent.organization)
         delivery = await direct.ping(self.store, self.sender, name)
         log.info("token %s pinged webhook %s", principal.token_id, name)
-        return delivery_to_proto(delivery, with_attempts=True)
+        return delivery_to_proto(delivery, full=True)
 
     async def ListWebhookDeliveries(
         self, request: webhook_service_pb2.ListWebhookDeliveriesRequest, context: Context
@@ -108,9 +114,10 @@ class WebhookService(webhook_service_pb2_grpc.WebhookServiceServicer):
         access.check_organization(webhook.parent.organization)
         size = pages.page_size(request.page_size)
         cursor = pages.decode_token(request.page_token, str(webhook))
-        found, next_cursor = await self.store.admit(deliveries.list_page, webhook, cursor, size)
+        full = delivery_view(request.view, "view", unspecified_is_full=False)
+        found, next_cursor = await self.store.admit(deliveries.list_page, webhook, cursor, size, full)
         return webhook_service_pb2.ListWebhookDeliveriesResponse(
-            deliveries=[delivery_to_proto(d, with_attempts=False) for d in found],
+            deliveries=[delivery_to_proto(d, full) for d in found],
             next_page_token="" if next_cursor is None else pages.encode_token(str(webhook), next_cursor),
         )
 
@@ -119,7 +126,8 @@ class WebhookService(webhook_service_pb2_grpc.WebhookServiceServicer):
     ) -> delivery_pb2.WebhookDelivery:
         name = parse_delivery_name(request.name, "name")
         access.check_organization(name.webhook.parent.organization)
-        return delivery_to_proto(await self.store.admit(deliveries.get, name), with_attempts=True)
+        full = delivery_view(request.view, "view", unspecified_is_full=True)
+        return delivery_to_proto(await self.store.admit(deliveries.get, name), full)
 
     async def RedeliverWebhookDelivery(
         self, request: webhook_service_pb2.RedeliverWebhookDeliveryRequest, context: Context
@@ -128,4 +136,4 @@ class WebhookService(webhook_service_pb2_grpc.WebhookServiceServicer):
         principal = access.check_organization(name.webhook.parent.organization)
         delivery = await direct.redeliver(self.store, self.sender, name)
         log.info("token %s redelivered %s", principal.token_id, name)
-        return delivery_to_proto(delivery, with_attempts=True)
+        return delivery_to_proto(delivery, full=True)
