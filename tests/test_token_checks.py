@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import secrets
 from collections.abc import Callable
 
 import grpc
@@ -10,10 +11,16 @@ import pytest
 
 from tests.helpers import WS
 from tests.support.running import RunningServer
-from tests.support.stall import stalled_store, unknown_token
+from tests.support.stall import stalled_store
 from webhook_service.api.auth import TOKEN_CACHE_ENTRIES, TOKEN_SHAPE, Authenticator
 from webhook_service.domain.access import Principal, Role, new_token
 from webhook_service.domain.errors import Unauthenticated
+
+
+def unknown_token() -> str:
+    """Shaped like a real token, so the server must look it up."""
+    return "whk_" + secrets.token_urlsafe(32)
+
 
 MALFORMED = [
     "not-a-token",
