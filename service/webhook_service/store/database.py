@@ -110,8 +110,9 @@ class Executor:
         self._api_calls = Gate(threads * API_CALLS_PER_CONNECTION, "the database")
 
     async def run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        """`fn` on a query thread, however many calls wait. For the dispatcher: its claims, records and
-        pruning are few at a time, and refusing them would only delay deliveries."""
+        """`fn` on a query thread, however many calls wait. For the dispatcher, whose claims, records and
+        pruning are few at a time and would only delay deliveries if refused, and for pings and redeliveries,
+        which the cap on calls in progress bounds."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool, functools.partial(self._guarded, fn, *args, **kwargs))
 
