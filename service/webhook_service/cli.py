@@ -133,6 +133,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_flag(serve, "--admin-token-file", "where the first start writes its admin token", "data/admin-token", type=Path)
     add_flag(serve, "--rate-limit", "requests a second allowed per token; 0 for no limit", "1000", type=rate)
+    add_flag(
+        serve,
+        "--max-concurrent-rpcs",
+        "service calls in progress at once; past it RESOURCE_EXHAUSTED (health checks exempt)",
+        "256",
+        type=positive_count,
+    )
     add_flag(serve, "--tls-cert", "PEM certificate chain: serve TLS", type=Path)
     add_flag(serve, "--tls-key", "PEM private key of --tls-cert", type=Path)
     add_flag(serve, "--tls-client-ca", "PEM CA bundle: require client certificates it signed", type=Path)
@@ -182,6 +189,7 @@ def settings_from(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
         secret_key_file=args.secret_key_file,
         admin_token_file=None if getattr(args, "insecure_no_auth", False) else getattr(args, "admin_token_file", None),
         rate_limit=getattr(args, "rate_limit", 0.0),
+        max_concurrent_rpcs=getattr(args, "max_concurrent_rpcs", ServerSettings.max_concurrent_rpcs),
         tls=tls,
         dispatch=DispatchSettings(
             concurrency=args.dispatch_concurrency,

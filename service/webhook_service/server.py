@@ -13,6 +13,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 
+from webhook_service.api.admission import AdmissionInterceptor
 from webhook_service.api.auth import Authenticator, AuthInterceptor
 from webhook_service.api.errors import ErrorInterceptor
 from webhook_service.api.event_service import EventService
@@ -29,6 +30,8 @@ from webhook_service.store.secrets import load_key
 from webhooks.v1 import event_service_pb2, event_service_pb2_grpc, webhook_service_pb2, webhook_service_pb2_grpc
 
 log = logging.getLogger(__name__)
+
+PENDING_CALLS = 10_000
 
 SERVICE_NAMES = (
     webhook_service_pb2.DESCRIPTOR.services_by_name["WebhookService"].full_name,
@@ -62,6 +65,8 @@ class ServerSettings:
     # None serves without authentication (--insecure-no-auth).
     admin_token_file: Path | None = Path("data/admin-token")
     rate_limit: float = 1000.0
+    # Service calls in progress at once; past it, RESOURCE_EXHAUSTED (health checks are not counted).
+    max_concurrent_rpcs: int = 256
     tls: TlsSettings | None = None
 
 
@@ -125,11 +130,21 @@ class Server(DispatchProcess):
         # With no dispatcher here (--dispatch-concurrency 0), `webhooks dispatch` processes poll for the work.
         wake = self.dispatcher.wake if self.dispatcher is not None else _nobody
         server = grpc.aio.server(
-            interceptors=[ErrorInterceptor(), AuthInterceptor(await self._authenticator(), self.settings.rate_limit)],
+            # In call order: errors become statuses around everything; admission comes before any token lookup.
+            interceptors=[
+                ErrorInterceptor(),
+                AdmissionInterceptor(self.settings.max_concurrent_rpcs),
+                AuthInterceptor(await self._authenticator(), self.settings.rate_limit),
+            ],
             options=[
                 # A second server on a taken port must fail, not silently share it.
                 ("grpc.so_reuseport", 0),
                 ("grpc.max_receive_message_length", MAX_REQUEST_BYTES),
+                # Calls gRPC has received but this process has not yet taken: it takes one at a time, so a
+                # burst waits here. Past the default 1000 (certainly 3000) gRPC cancels them, a CANCELLED
+                # the caller never asked for; with room for a burst of 10,000 they are answered instead.
+                ("grpc.server.max_pending_requests", PENDING_CALLS),
+                ("grpc.server.max_pending_requests_hard_limit", 2 * PENDING_CALLS),
             ],
         )
         webhook_service_pb2_grpc.add_WebhookServiceServicer_to_server(WebhookService(self.store, self.sender), server)
@@ -172,7 +187,7 @@ class Server(DispatchProcess):
         store = self.store
 
         async def lookup(token: str) -> Principal | None:
-            return await store.run(tokens.find, token)
+            return await store.admit(tokens.find, token)
 
         return Authenticator(lookup)
 

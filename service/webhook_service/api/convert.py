@@ -118,6 +118,7 @@ _UPDATE_KIND = event_pb2.DESCRIPTOR.enum_types_by_name["UpdateKind"]
 _UPDATE_RESULT = event_pb2.DESCRIPTOR.enum_types_by_name["UpdateResult"]
 _DEPLOYMENT_STATUS = event_pb2.DESCRIPTOR.enum_types_by_name["DeploymentStatus"]
 _DELIVERY_STATE = delivery_pb2.DESCRIPTOR.enum_types_by_name["WebhookDeliveryState"]
+_DELIVERY_VIEW = delivery_pb2.DESCRIPTOR.enum_types_by_name["WebhookDeliveryView"]
 
 
 class _Words(enum.StrEnum):
@@ -220,12 +221,21 @@ def attempt_to_proto(attempt: Attempt) -> delivery_pb2.WebhookDeliveryAttempt:
     )
 
 
-def delivery_to_proto(delivery: Delivery, with_attempts: bool) -> delivery_pb2.WebhookDelivery:
-    """The delivery with its latest attempt's fields on top, and every attempt when asked."""
+def delivery_view(number: int, field: str, unspecified_is_full: bool) -> bool:
+    """Whether a request asks for the FULL view of deliveries; UNSPECIFIED means what the RPC defaults to."""
+    if number == delivery_pb2.WEBHOOK_DELIVERY_VIEW_UNSPECIFIED:
+        return unspecified_is_full
+    if number not in _DELIVERY_VIEW.values_by_number:
+        raise InvalidArgument(field, f"{number} is not a known {_DELIVERY_VIEW.name}")
+    return number == delivery_pb2.WEBHOOK_DELIVERY_VIEW_FULL
+
+
+def delivery_to_proto(delivery: Delivery, full: bool) -> delivery_pb2.WebhookDelivery:
+    """The delivery with its latest attempt's outcome on top. FULL adds the payload, the latest attempt's
+    request and response, and every attempt."""
     message = delivery_pb2.WebhookDelivery(
         name=delivery.name,
         kind=delivery.kind,
-        payload=delivery.payload.decode("utf-8", errors="replace"),
         state=enum_to_proto(_DELIVERY_STATE, "WEBHOOK_DELIVERY_STATE_", delivery.state),
         attempt_count=delivery.attempt_count,
         next_attempt_time=timestamp(delivery.next_attempt_time),
@@ -234,13 +244,15 @@ def delivery_to_proto(delivery: Delivery, with_attempts: bool) -> delivery_pb2.W
     )
     if delivery.attempts:
         latest = delivery.attempts[-1]
-        message.request_url = latest.request_url
-        message.request_headers.update(latest.request_headers)
         message.response_code = latest.response_code
-        message.response_headers.update(latest.response_headers)
-        message.response_body = latest.response_body
         message.duration.CopyFrom(_duration(latest.duration))
         message.error = latest.error
-    if with_attempts:
+        if full:
+            message.request_url = latest.request_url
+            message.request_headers.update(latest.request_headers)
+            message.response_headers.update(latest.response_headers)
+            message.response_body = latest.response_body
+    if full:
+        message.payload = delivery.payload.decode("utf-8", errors="replace")
         message.attempts.extend(attempt_to_proto(attempt) for attempt in delivery.attempts)
     return message

@@ -37,7 +37,7 @@ class EventService(event_service_pb2_grpc.EventServiceServicer):
             raise InvalidArgument("event", f"must be at most {MAX_EVENT_BYTES} bytes")
         event = event_from_proto(request.event)
         access.check_organization(event.organization_name)
-        published = await self.store.run(
+        published = await self.store.admit(
             events.publish,
             event,
             event_kind(event),

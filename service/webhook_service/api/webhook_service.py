@@ -8,7 +8,13 @@ from typing import Any
 import grpc
 from google.protobuf import empty_pb2
 
-from webhook_service.api.convert import delivery_to_proto, fields_set, webhook_from_proto, webhook_to_proto
+from webhook_service.api.convert import (
+    delivery_to_proto,
+    delivery_view,
+    fields_set,
+    webhook_from_proto,
+    webhook_to_proto,
+)
 from webhook_service.api.requests import check_request_id
 from webhook_service.dispatch import direct
 from webhook_service.dispatch.sender import Sender
@@ -47,14 +53,14 @@ class WebhookService(webhook_service_pb2_grpc.WebhookServiceServicer):
             webhook_from_proto(parent, requested_id or new_webhook_id(), request.webhook), self.allowed
         )
         key = create_key(check_request_id(request.request_id), webhook, requested_id)
-        created = await self.store.run(webhooks.create, webhook, key)
+        created = await self.store.admit(webhooks.create, webhook, key)
         log.info("token %s created webhook %s", principal.token_id, created.name)
         return webhook_to_proto(created)
 
     async def GetWebhook(self, request: webhook_service_pb2.GetWebhookRequest, context: Context) -> webhook_pb2.Webhook:
         name = parse_webhook_name(request.name, "name")
         access.check_organization(name.parent.organization)
-        return webhook_to_proto(await self.store.run(webhooks.get, name))
+        return webhook_to_proto(await self.store.admit(webhooks.get, name))
 
     async def ListWebhooks(
         self, request: webhook_service_pb2.ListWebhooksRequest, context: Context
@@ -63,7 +69,7 @@ class WebhookService(webhook_service_pb2_grpc.WebhookServiceServicer):
         access.check_organization(parent.organization)
         size = pages.page_size(request.page_size)
         cursor = pages.decode_token(request.page_token, str(parent)) or 0
-        found, next_cursor = await self.store.run(webhooks.list_page, parent, cursor, size)
+        found, next_cursor = await self.store.admit(webhooks.list_page, parent, cursor, size)
         return webhook_service_pb2.ListWebhooksResponse(
             webhooks=[webhook_to_proto(w) for w in found],
             next_page_token="" if next_cursor is None else pages.encode_token(str(parent), next_cursor),
@@ -83,7 +89,7 @@ class WebhookService(webhook_service_pb2_grpc.WebhookServiceServicer):
         def change(current: Webhook) -> Webhook:
             return apply_update(current, patch, fields, self.allowed)
 
-        updated = await self.store.run(webhooks.update, name, fields, change)
+        updated = await self.store.admit(webhooks.update, name, fields, change)
         log.info("token %s updated %s of webhook %s", principal.token_id, ",".join(fields) or "nothing", name)
         return webhook_to_proto(updated)
 
@@ -92,7 +98,7 @@ class WebhookService(webhook_service_pb2_grpc.WebhookServiceServicer):
     ) -> empty_pb2.Empty:
         name = parse_webhook_name(request.name, "name")
         principal = access.check_organization(name.parent.organization)
-        await self.store.run(webhooks.delete, name)
+        await self.store.admit(webhooks.delete, name)
         log.info("token %s deleted webhook %s", principal.token_id, name)
         return empty_pb2.Empty()
 
@@ -103,7 +109,7 @@ class WebhookService(webhook_service_pb2_grpc.WebhookServiceServicer):
         principal = access.check_organization(name.parent.organization)
         delivery = await direct.ping(self.store, self.sender, name)
         log.info("token %s pinged webhook %s", principal.token_id, name)
-        return delivery_to_proto(delivery, with_attempts=True)
+        return delivery_to_proto(delivery, full=True)
 
     async def ListWebhookDeliveries(
         self, request: webhook_service_pb2.ListWebhookDeliveriesRequest, context: Context
@@ -112,9 +118,10 @@ class WebhookService(webhook_service_pb2_grpc.WebhookServiceServicer):
         access.check_organization(webhook.parent.organization)
         size = pages.page_size(request.page_size)
         cursor = pages.decode_token(request.page_token, str(webhook))
-        found, next_cursor = await self.store.run(deliveries.list_page, webhook, cursor, size)
+        full = delivery_view(request.view, "view", unspecified_is_full=False)
+        found, next_cursor = await self.store.admit(deliveries.list_page, webhook, cursor, size, full)
         return webhook_service_pb2.ListWebhookDeliveriesResponse(
-            deliveries=[delivery_to_proto(d, with_attempts=False) for d in found],
+            deliveries=[delivery_to_proto(d, full) for d in found],
             next_page_token="" if next_cursor is None else pages.encode_token(str(webhook), next_cursor),
         )
 
@@ -123,7 +130,8 @@ class WebhookService(webhook_service_pb2_grpc.WebhookServiceServicer):
     ) -> delivery_pb2.WebhookDelivery:
         name = parse_delivery_name(request.name, "name")
         access.check_organization(name.webhook.parent.organization)
-        return delivery_to_proto(await self.store.run(deliveries.get, name), with_attempts=True)
+        full = delivery_view(request.view, "view", unspecified_is_full=True)
+        return delivery_to_proto(await self.store.admit(deliveries.get, name), full)
 
     async def RedeliverWebhookDelivery(
         self, request: webhook_service_pb2.RedeliverWebhookDeliveryRequest, context: Context
@@ -132,4 +140,4 @@ class WebhookService(webhook_service_pb2_grpc.WebhookServiceServicer):
         principal = access.check_organization(name.webhook.parent.organization)
         delivery = await direct.redeliver(self.store, self.sender, name)
         log.info("token %s redelivered %s", principal.token_id, name)
-        return delivery_to_proto(delivery, with_attempts=True)
+        return delivery_to_proto(delivery, full=True)

@@ -10,6 +10,10 @@ from webhook_service.domain.errors import InvalidArgument
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
+MAX_CURSOR = 2**63 - 1
+# The longest parent (a webhook of a stack, about 380 characters) and the largest cursor encode in
+# under 600 characters; refusing longer ones first bounds the decoding work a caller can ask for.
+MAX_TOKEN_CHARS = 1024
 
 
 def page_size(requested: int) -> int:
@@ -25,17 +29,26 @@ def encode_token(parent: str, cursor: int) -> str:
 
 
 def decode_token(token: str, parent: str) -> int | None:
-    """The cursor in `token`, or None for the first page."""
+    """The cursor in `token`, or None for the first page. Anything this service did not make is refused
+    before it reaches a query: a longer token, a cursor outside a row ID's range, deep nesting."""
     if not token:
         return None
+    if len(token) > MAX_TOKEN_CHARS:
+        raise InvalidArgument("page_token", "is not a token this service returned")
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
         fields = json.loads(raw)
         cursor = fields["cursor"]
         token_parent = fields["parent"]
-    except (binascii.Error, ValueError, KeyError, TypeError):
+    except (binascii.Error, ValueError, KeyError, TypeError, RecursionError):
         raise InvalidArgument("page_token", "is not a token this service returned") from None
-    if not isinstance(cursor, int) or not isinstance(token_parent, str):
+    # bool is an int to Python, and a row ID is a positive 64-bit integer on every engine.
+    if (
+        isinstance(cursor, bool)
+        or not isinstance(cursor, int)
+        or not 0 < cursor <= MAX_CURSOR
+        or not isinstance(token_parent, str)
+    ):
         raise InvalidArgument("page_token", "is not a token this service returned")
     if token_parent != parent:
         raise InvalidArgument("page_token", "was returned for another parent; start again without it")

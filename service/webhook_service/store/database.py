@@ -17,6 +17,7 @@ from typing import Any, ParamSpec, TypeVar
 import peewee
 from playhouse.db_url import connect
 
+from webhook_service.domain.admission import Gate
 from webhook_service.domain.errors import Unavailable
 from webhook_service.store.models import bind_thread, bound_to, database
 from webhook_service.store.schema import migrate
@@ -24,6 +25,9 @@ from webhook_service.store.schema import migrate
 log = logging.getLogger(__name__)
 
 IDLE_CHECK_SECONDS = 1.0
+# API calls the store holds per connection, running or waiting. A call behind that many others waits
+# tens of milliseconds when queries are quick; when they are slow, a longer queue only ends in deadlines.
+API_CALLS_PER_CONNECTION = 64
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -94,6 +98,8 @@ class Executor:
 
     One thread on SQLite, where there is one writer anyway, more on a server
     database; the thread count bounds the connections this process opens.
+    Callers of the API come in through `admit`, which bounds how many of them
+    the store holds; the dispatcher uses `run`, which is never refused.
     """
 
     def __init__(self, db: peewee.Database, threads: int) -> None:
@@ -102,10 +108,20 @@ class Executor:
         self._pool = ThreadPoolExecutor(
             max_workers=threads, thread_name_prefix="store", initializer=bind_thread, initargs=(db,)
         )
+        self._api_calls = Gate(threads * API_CALLS_PER_CONNECTION, "the database")
 
     async def run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """`fn` on a query thread, however many calls wait. For the dispatcher, whose claims, records and
+        pruning are few at a time and would only delay deliveries if refused, and for pings and redeliveries,
+        which the cap on calls in progress bounds."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool, functools.partial(self._guarded, fn, *args, **kwargs))
+
+    async def admit(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """`run` for a caller of the API, refused with ResourceExhausted when the store already holds
+        API_CALLS_PER_CONNECTION such calls for each connection, running or waiting."""
+        with self._api_calls.enter():
+            return await self.run(fn, *args, **kwargs)
 
     def _guarded(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         try:

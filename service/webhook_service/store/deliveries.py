@@ -416,23 +416,56 @@ def _with_attempts(row: DeliveryRow) -> Delivery:
     return _to_delivery(row, list(attempts))
 
 
-def list_page(webhook: WebhookName, before_id: int | None, limit: int) -> tuple[list[Delivery], int | None]:
-    """Newest first: up to `limit` deliveries older than the cursor, each with its latest attempt only."""
+def list_page(webhook: WebhookName, before_id: int | None, limit: int, full: bool) -> tuple[list[Delivery], int | None]:
+    """Newest first: up to `limit` deliveries older than the cursor. `full`, each as `get` returns it;
+    otherwise with no payload and only its latest attempt's outcome, and the rest is not even read."""
     webhook_row = webhook_rows.find_row(webhook)
-    query = _joined().where(DeliveryRow.webhook == webhook_row.id)
+    deliveries_query, attempts_query = _listing(full)
+    query = deliveries_query.where(DeliveryRow.webhook == webhook_row.id)
     if before_id is not None:
         query = query.where(DeliveryRow.id < before_id)
     rows = list(query.order_by(DeliveryRow.id.desc()).limit(limit + 1))
     more = len(rows) > limit
     rows = rows[:limit]
-    latest: dict[int, AttemptRow] = {}
+    attempts: dict[int, list[AttemptRow]] = {}
     if rows:
-        for attempt in AttemptRow.select().where(AttemptRow.delivery.in_([r.id for r in rows])):
-            held = latest.get(attempt.delivery_id)
-            if held is None or attempt.attempt_number > held.attempt_number:
-                latest[attempt.delivery_id] = attempt
-    deliveries = [_to_delivery(row, [latest[row.id]] if row.id in latest else []) for row in rows]
+        in_page = attempts_query.where(AttemptRow.delivery.in_([r.id for r in rows]))
+        for attempt in in_page.order_by(AttemptRow.attempt_number):
+            attempts.setdefault(attempt.delivery_id, []).append(attempt)
+    deliveries = []
+    for row in rows:
+        found = attempts.get(row.id, [])
+        deliveries.append(_to_delivery(row, found if full else found[-1:]))
     return deliveries, (rows[-1].id if more else None)
+
+
+def _listing(full: bool) -> tuple[peewee.ModelSelect[DeliveryRow], peewee.ModelSelect[AttemptRow]]:
+    """The queries behind a page of deliveries and their attempts. Short of `full`, the payload, the
+    requests and the response bodies stay unread: empty values stand in for them, so rows convert as usual."""
+    if full:
+        return _joined(), AttemptRow.select()
+    deliveries = DeliveryRow.select(
+        *(column for column in DeliveryRow._meta.sorted_fields if column is not DeliveryRow.payload),
+        peewee.Value(b"").alias("payload"),
+        WebhookRow.organization,
+        WebhookRow.project,
+        WebhookRow.stack,
+        WebhookRow.webhook_id,
+        EventRow.event_id,
+    )
+    attempts = AttemptRow.select(
+        AttemptRow.delivery,
+        AttemptRow.attempt_number,
+        AttemptRow.start_time,
+        AttemptRow.response_code,
+        AttemptRow.duration,
+        AttemptRow.error,
+        peewee.Value("").alias("request_url"),
+        peewee.Value("{}").alias("request_headers"),
+        peewee.Value("{}").alias("response_headers"),
+        peewee.Value("").alias("response_body"),
+    )
+    return deliveries.join(WebhookRow).switch(DeliveryRow).join(EventRow, peewee.JOIN.LEFT_OUTER), attempts
 
 
 def _to_delivery(row: DeliveryRow, attempts: list[AttemptRow]) -> Delivery:
