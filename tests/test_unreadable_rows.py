@@ -69,3 +69,30 @@ def test_a_database_sealed_with_another_key_is_refused_naming_the_key_file(
     assert str(settings.secret_key_file) in message
     assert "another key" in message
     assert "s3cr3t" not in message
+
+
+def test_attempts_stored_before_answers_were_escaped_still_read(
+    start_server: Start, receiver: Receiver, org: str
+) -> None:
+    """An attempt row holding undecodable bytes and unbounded headers, as the earlier release wrote
+    them, reads back escaped and capped instead of failing the delivery log."""
+    server = start_server()
+    url = server.settings.database
+    with server.client() as client:
+        hook = make_webhook(client, f"organizations/{org}", receiver.url(f"/{org}"))
+        ping = client.webhooks.PingWebhook(webhook_service_pb2.PingWebhookRequest(name=hook.name))
+        headers = '{"X-Bad": "\\udcff\\udcfe", "X-Big": "' + "a" * 100_000 + '"}'
+        execute(url, "UPDATE delivery_attempt SET response_headers = %s", (headers,))
+
+        for read in (
+            lambda: get_delivery(client, ping.name),
+            lambda: client.webhooks.ListWebhookDeliveries(
+                webhook_service_pb2.ListWebhookDeliveriesRequest(
+                    parent=hook.name, view=delivery_pb2.WEBHOOK_DELIVERY_VIEW_FULL
+                )
+            ).deliveries[0],
+        ):
+            delivery = read()
+            assert delivery.response_headers["X-Bad"] == "\\xff\\xfe"
+            assert "X-Big" not in delivery.response_headers
+            assert sum(len(k) + len(v) for k, v in delivery.response_headers.items()) <= 16 * 1024

@@ -13,6 +13,7 @@ import peewee
 from webhook_service.domain.errors import FailedPrecondition, NotFound
 from webhook_service.domain.model import Attempt, Delivery, DeliveryState
 from webhook_service.domain.names import DeliveryName, Parent, WebhookName
+from webhook_service.domain.responses import cap_headers, printable
 from webhook_service.domain.scheduling import Candidates, Capacity, share
 from webhook_service.store import idempotency, secrets, statements
 from webhook_service.store import webhooks as webhook_rows
@@ -494,10 +495,14 @@ def _to_attempt(row: AttemptRow) -> Attempt:
         request_url=row.request_url,
         request_headers=json.loads(row.request_headers),
         response_code=row.response_code,
-        response_headers=json.loads(row.response_headers),
-        response_body=row.response_body,
+        # Rows written before receivers' answers were escaped and capped may hold bytes that are not
+        # text, and headers without bound: they are made readable here.
+        response_headers=cap_headers(
+            (printable(key), printable(value)) for key, value in json.loads(row.response_headers).items()
+        ),
+        response_body=printable(row.response_body),
         duration=row.duration,
-        error=row.error,
+        error=printable(row.error),
     )
 
 
