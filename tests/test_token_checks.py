@@ -12,7 +12,7 @@ import pytest
 from tests.helpers import WS
 from tests.support.running import RunningServer
 from tests.support.stall import stalled_store
-from webhook_service.api.auth import TOKEN_CACHE_ENTRIES, TOKEN_SHAPE, Authenticator
+from webhook_service.app.authentication import TOKEN_CACHE_ENTRIES, TOKEN_SHAPE, Authenticator
 from webhook_service.domain.access import Principal, Role, new_token
 from webhook_service.domain.errors import Unauthenticated
 

@@ -13,11 +13,12 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 
-from webhook_service.api.admission import AdmissionInterceptor
-from webhook_service.api.auth import Authenticator, AuthInterceptor
-from webhook_service.api.errors import ErrorInterceptor
-from webhook_service.api.event_service import EventService
-from webhook_service.api.webhook_service import WebhookService
+from webhook_service.api.grpc.calls import CallInterceptor
+from webhook_service.api.grpc.errors import ErrorInterceptor
+from webhook_service.api.grpc.event_service import EventService
+from webhook_service.api.grpc.webhook_service import WebhookService
+from webhook_service.app import Application
+from webhook_service.app.authentication import Authenticator
 from webhook_service.dispatch.pool import Dispatcher
 from webhook_service.dispatch.sender import Sender
 from webhook_service.dispatch.settings import DispatchSettings
@@ -121,6 +122,7 @@ class Server(DispatchProcess):
     def __init__(self, settings: ServerSettings) -> None:
         super().__init__(settings)
         self.health = health_aio.HealthServicer()
+        self.app: Application | None = None
         self.port = 0
         self._server: grpc.aio.Server | None = None
 
@@ -129,13 +131,19 @@ class Server(DispatchProcess):
         assert self.store is not None
         # With no dispatcher here (--dispatch-concurrency 0), `webhooks dispatch` processes poll for the work.
         wake = self.dispatcher.wake if self.dispatcher is not None else _nobody
+        app = Application(
+            self.store,
+            self.sender,
+            authenticator=await self._authenticator(),
+            rate_limit=self.settings.rate_limit,
+            max_calls=self.settings.max_concurrent_rpcs,
+            first_delay=self.settings.dispatch.retry_schedule[0],
+            delivered=wake,
+        )
+        self.app = app
         server = grpc.aio.server(
-            # In call order: errors become statuses around everything; admission comes before any token lookup.
-            interceptors=[
-                ErrorInterceptor(),
-                AdmissionInterceptor(self.settings.max_concurrent_rpcs),
-                AuthInterceptor(await self._authenticator(), self.settings.rate_limit),
-            ],
+            # In call order: errors become statuses around everything, then the application's gate.
+            interceptors=[ErrorInterceptor(), CallInterceptor(app.calls)],
             options=[
                 # A second server on a taken port must fail, not silently share it.
                 ("grpc.so_reuseport", 0),
@@ -147,10 +155,10 @@ class Server(DispatchProcess):
                 ("grpc.server.max_pending_requests_hard_limit", 2 * PENDING_CALLS),
             ],
         )
-        webhook_service_pb2_grpc.add_WebhookServiceServicer_to_server(WebhookService(self.store, self.sender), server)
-        event_service_pb2_grpc.add_EventServiceServicer_to_server(
-            EventService(self.store, self.settings.dispatch.retry_schedule[0], wake), server
+        webhook_service_pb2_grpc.add_WebhookServiceServicer_to_server(
+            WebhookService(app.webhooks, app.deliveries), server
         )
+        event_service_pb2_grpc.add_EventServiceServicer_to_server(EventService(app.events), server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
             (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),

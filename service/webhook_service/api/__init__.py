@@ -1,1 +1,1 @@
-"""gRPC servicers: validate, translate protobuf to domain values, call the store."""
+"""Front doors: each translates its wire format onto the application and back, nothing more."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextvars
 import enum
 import hashlib
 import secrets
@@ -20,7 +19,7 @@ class Role(enum.StrEnum):
     READER = "reader"
 
 
-# The RPCs each role may call; admin may call every RPC.
+# The operations each role may call, named as the gRPC methods are; admin may call every operation.
 _READS = frozenset({"GetWebhook", "ListWebhooks", "GetWebhookDelivery", "ListWebhookDeliveries"})
 ROLE_METHODS: dict[Role, frozenset[str] | None] = {
     Role.ADMIN: None,
@@ -48,33 +47,17 @@ class Principal:
 # Serving without authentication acts as this principal.
 UNAUTHENTICATED_ADMIN = Principal("no-auth", Role.ADMIN, None)
 
-_current: contextvars.ContextVar[Principal] = contextvars.ContextVar("principal")
+
+def check_operation(caller: Principal, operation: str) -> None:
+    """Refuses an operation the caller's role does not allow; checked before anything else is read."""
+    if not caller.may_call(operation):
+        raise PermissionDenied(f"a {caller.role} token may not call {operation}")
 
 
-def bind(principal: Principal) -> contextvars.Token[Principal]:
-    return _current.set(principal)
-
-
-def unbind(token: contextvars.Token[Principal]) -> None:
-    _current.reset(token)
-
-
-def caller() -> Principal:
-    """The principal of the call being served."""
-    return _current.get()
-
-
-def check_method(principal: Principal, method: str) -> None:
-    if not principal.may_call(method):
-        raise PermissionDenied(f"a {principal.role} token may not call {method}")
-
-
-def check_organization(organization: str) -> Principal:
-    """The caller, if it may touch `organization`."""
-    principal = caller()
-    if not principal.may_touch(organization):
+def check_reach(caller: Principal, organization: str) -> None:
+    """Refuses an organization the caller's token does not reach."""
+    if not caller.may_touch(organization):
         raise PermissionDenied(f"this token has no access to organization {organization!r}")
-    return principal
 
 
 def token_from_metadata(value: str | None) -> str:

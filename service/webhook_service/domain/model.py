@@ -46,6 +46,19 @@ class DeliveryState(enum.StrEnum):
 
 
 @dataclass(frozen=True)
+class WebhookFields:
+    """What a caller sets on a webhook, whichever door it came in by; the service adds the rest."""
+
+    display_name: str = ""
+    payload_url: str = ""
+    secret: str = field(default="", repr=False)
+    active: bool = True
+    format: WebhookFormat = WebhookFormat.RAW
+    filters: tuple[WebhookFilter, ...] = ()
+    groups: tuple[WebhookGroup, ...] = ()
+
+
+@dataclass(frozen=True)
 class Webhook:
     """A registered webhook as the service keeps it; `secret` never leaves the service."""
 

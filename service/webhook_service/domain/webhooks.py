@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 from webhook_service.domain.errors import InvalidArgument
 from webhook_service.domain.filters import ORGANIZATION_ONLY
 from webhook_service.domain.limits import MAX_FILTER_ENTRIES
-from webhook_service.domain.model import Webhook
+from webhook_service.domain.model import Webhook, WebhookFields
 from webhook_service.domain.network import BLOCKED_HINT, Network, blocked_range, literal_address
 
 LOCALHOST = ip_address("127.0.0.1")
@@ -101,7 +101,7 @@ def reactivates(current: Webhook, changed: Webhook) -> bool:
     return changed.active and not current.active
 
 
-def apply_update(current: Webhook, patch: Webhook, fields: Sequence[str], allowed: Sequence[Network]) -> Webhook:
+def apply_update(current: Webhook, patch: WebhookFields, fields: Sequence[str], allowed: Sequence[Network]) -> Webhook:
     """`current` with `fields` taken from `patch`, validated as a whole."""
     changed = dataclasses.replace(current, **{field: getattr(patch, field) for field in fields})
     if reactivates(current, changed):

@@ -20,11 +20,12 @@ from webhook_service.domain.model import (
     StackChange,
     UpdateChange,
     Webhook,
+    WebhookFields,
     WebhookFilter,
     WebhookFormat,
     WebhookGroup,
 )
-from webhook_service.domain.names import Parent, parse_stack
+from webhook_service.domain.names import parse_stack
 from webhook_service.domain.webhooks import UPDATABLE_FIELDS
 from webhooks.v1 import delivery_pb2, event_pb2, webhook_pb2
 
@@ -65,11 +66,9 @@ def webhook_format(number: int, field: str) -> WebhookFormat:
     return enum_from_proto(_FORMAT, "WEBHOOK_FORMAT_", WebhookFormat, number, field)
 
 
-def webhook_from_proto(parent: Parent, webhook_id: str, message: webhook_pb2.Webhook) -> Webhook:
-    """The domain webhook the message describes; an absent `active` means true."""
-    return Webhook(
-        parent=parent,
-        webhook_id=webhook_id,
+def webhook_fields(message: webhook_pb2.Webhook) -> WebhookFields:
+    """The fields the message sets; an absent `active` means true."""
+    return WebhookFields(
         display_name=message.display_name,
         payload_url=message.payload_url,
         secret=message.secret,

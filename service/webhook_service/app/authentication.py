@@ -1,4 +1,4 @@
-"""Authentication, per-RPC role checks and per-token rate limits, in front of every service RPC."""
+"""Who is calling: the token a front door was handed, checked cheaply and cached briefly."""
 
 from __future__ import annotations
 
@@ -8,18 +8,12 @@ import re
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
-import grpc
-
-from webhook_service.api.handlers import Context, Handler, wrap_unary
 from webhook_service.domain import access
 from webhook_service.domain.access import Principal
-from webhook_service.domain.errors import ResourceExhausted, Unauthenticated
-from webhook_service.domain.ratelimit import RateLimiter
+from webhook_service.domain.errors import Unauthenticated
 
-# Health and reflection stay open: load balancers and grpcurl's `list` need them.
-PROTECTED_PREFIX = "/webhooks.v1."
 # How long a looked-up token is trusted before it is looked up again (so revocation takes at most this long).
 TOKEN_CACHE_SECONDS = 1.0
 # Tokens remembered, found and unknown ones apart, so a flood of made-up tokens cannot push out real ones.
@@ -90,51 +84,3 @@ class Authenticator:
         if not lookup.cancelled():
             # Retrieved here, so a failure whose callers all gave up is not reported as never retrieved.
             lookup.exception()
-
-
-class AuthInterceptor(grpc.aio.ServerInterceptor):
-    """Without an authenticator every call acts as an admin (--insecure-no-auth)."""
-
-    def __init__(self, authenticator: Authenticator | None, rate_limit: float) -> None:
-        self._authenticator = authenticator
-        self._limiter = RateLimiter(rate_limit) if rate_limit > 0 else None
-
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler[Any, Any] | None:
-        handler = await continuation(handler_call_details)
-        if not handler_call_details.method.startswith(PROTECTED_PREFIX):
-            return handler
-        method = handler_call_details.method.rsplit("/", 1)[1]
-        metadata = {key: value for key, value in handler_call_details.invocation_metadata or ()}
-
-        async def authorized(inner: Handler, request: Any, context: Context) -> Any:
-            principal = await self._principal(metadata.get("authorization"))
-            access.check_method(principal, method)
-            self._limit(principal)
-            bound = access.bind(principal)
-            try:
-                return await inner(request, context)
-            finally:
-                access.unbind(bound)
-
-        return wrap_unary(handler, authorized)
-
-    async def _principal(self, authorization: str | bytes | None) -> Principal:
-        if self._authenticator is None:
-            return access.UNAUTHENTICATED_ADMIN
-        value = authorization.decode() if isinstance(authorization, bytes) else authorization
-        return await self._authenticator.principal(access.token_from_metadata(value))
-
-    def _limit(self, principal: Principal) -> None:
-        if self._limiter is None:
-            return
-        wait = self._limiter.wait_needed(principal.token_id, time.monotonic())
-        if wait > 0:
-            raise ResourceExhausted(
-                f"token {principal.token_id} is over its rate limit of {self._limiter.rate:g} requests/s; "
-                f"retry in {wait:.3f}s",
-                retry_after=wait,
-            )

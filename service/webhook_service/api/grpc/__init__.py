@@ -1,0 +1,1 @@
+"""The gRPC front door: servicers, interceptors, and protobuf <-> domain translation."""

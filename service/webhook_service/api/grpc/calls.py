@@ -1,0 +1,52 @@
+"""Every service call through the application's gate: admission, the caller behind its token, its role
+and its rate limit. Health and reflection stay open: load balancers and grpcurl's `list` need them, and
+they are never counted nor refused."""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import grpc
+
+from webhook_service.api.grpc.handlers import Context, Handler, wrap_unary
+from webhook_service.app.calls import Calls
+from webhook_service.domain.access import Principal
+
+PROTECTED_PREFIX = "/webhooks.v1."
+
+_caller: contextvars.ContextVar[Principal] = contextvars.ContextVar("caller")
+
+
+def caller() -> Principal:
+    """Who makes the call being served; set by CallInterceptor for every service method."""
+    return _caller.get()
+
+
+class CallInterceptor(grpc.aio.ServerInterceptor):
+    def __init__(self, calls: Calls) -> None:
+        self._calls = calls
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        handler = await continuation(handler_call_details)
+        if not handler_call_details.method.startswith(PROTECTED_PREFIX):
+            return handler
+        operation = handler_call_details.method.rsplit("/", 1)[1]
+        metadata = {key: value for key, value in handler_call_details.invocation_metadata or ()}
+        value = metadata.get("authorization")
+        authorization = value.decode() if isinstance(value, bytes) else value
+
+        async def called(inner: Handler, request: Any, context: Context) -> Any:
+            async with self._calls.call(authorization, operation) as principal:
+                bound = _caller.set(principal)
+                try:
+                    return await inner(request, context)
+                finally:
+                    _caller.reset(bound)
+
+        return wrap_unary(handler, called)

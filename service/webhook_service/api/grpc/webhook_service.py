@@ -1,0 +1,91 @@
+"""WebhookService: registration and the delivery log, each RPC translated onto the application."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+from google.protobuf import empty_pb2
+
+from webhook_service.api.grpc.calls import caller
+from webhook_service.api.grpc.convert import (
+    delivery_to_proto,
+    delivery_view,
+    fields_set,
+    webhook_fields,
+    webhook_to_proto,
+)
+from webhook_service.app.deliveries import Deliveries
+from webhook_service.app.webhooks import Webhooks
+from webhook_service.domain.errors import InvalidArgument
+from webhooks.v1 import delivery_pb2, webhook_pb2, webhook_service_pb2, webhook_service_pb2_grpc
+
+Context = grpc.aio.ServicerContext[Any, Any]
+
+
+class WebhookService(webhook_service_pb2_grpc.WebhookServiceServicer):
+    def __init__(self, webhooks: Webhooks, deliveries: Deliveries) -> None:
+        self.webhooks = webhooks
+        self.deliveries = deliveries
+
+    async def CreateWebhook(
+        self, request: webhook_service_pb2.CreateWebhookRequest, context: Context
+    ) -> webhook_pb2.Webhook:
+        if not request.HasField("webhook"):
+            raise InvalidArgument("webhook", "is required")
+        created = await self.webhooks.create(
+            caller(), request.parent, request.webhook_id, webhook_fields(request.webhook), request.request_id
+        )
+        return webhook_to_proto(created)
+
+    async def GetWebhook(self, request: webhook_service_pb2.GetWebhookRequest, context: Context) -> webhook_pb2.Webhook:
+        return webhook_to_proto(await self.webhooks.get(caller(), request.name))
+
+    async def ListWebhooks(
+        self, request: webhook_service_pb2.ListWebhooksRequest, context: Context
+    ) -> webhook_service_pb2.ListWebhooksResponse:
+        page = await self.webhooks.list(caller(), request.parent, request.page_size, request.page_token)
+        return webhook_service_pb2.ListWebhooksResponse(
+            webhooks=[webhook_to_proto(w) for w in page.webhooks], next_page_token=page.next_page_token
+        )
+
+    async def UpdateWebhook(
+        self, request: webhook_service_pb2.UpdateWebhookRequest, context: Context
+    ) -> webhook_pb2.Webhook:
+        if not request.HasField("webhook"):
+            raise InvalidArgument("webhook", "is required")
+        # An empty mask names the fields the caller set.
+        paths = list(request.update_mask.paths) or list(fields_set(request.webhook))
+        updated = await self.webhooks.update(caller(), request.webhook.name, webhook_fields(request.webhook), paths)
+        return webhook_to_proto(updated)
+
+    async def DeleteWebhook(
+        self, request: webhook_service_pb2.DeleteWebhookRequest, context: Context
+    ) -> empty_pb2.Empty:
+        await self.webhooks.delete(caller(), request.name)
+        return empty_pb2.Empty()
+
+    async def PingWebhook(
+        self, request: webhook_service_pb2.PingWebhookRequest, context: Context
+    ) -> delivery_pb2.WebhookDelivery:
+        return delivery_to_proto(await self.webhooks.ping(caller(), request.name), full=True)
+
+    async def ListWebhookDeliveries(
+        self, request: webhook_service_pb2.ListWebhookDeliveriesRequest, context: Context
+    ) -> webhook_service_pb2.ListWebhookDeliveriesResponse:
+        full = delivery_view(request.view, "view", unspecified_is_full=False)
+        page = await self.deliveries.list(caller(), request.parent, request.page_size, request.page_token, full)
+        return webhook_service_pb2.ListWebhookDeliveriesResponse(
+            deliveries=[delivery_to_proto(d, full) for d in page.deliveries], next_page_token=page.next_page_token
+        )
+
+    async def GetWebhookDelivery(
+        self, request: webhook_service_pb2.GetWebhookDeliveryRequest, context: Context
+    ) -> delivery_pb2.WebhookDelivery:
+        full = delivery_view(request.view, "view", unspecified_is_full=True)
+        return delivery_to_proto(await self.deliveries.get(caller(), request.name), full)
+
+    async def RedeliverWebhookDelivery(
+        self, request: webhook_service_pb2.RedeliverWebhookDeliveryRequest, context: Context
+    ) -> delivery_pb2.WebhookDelivery:
+        return delivery_to_proto(await self.deliveries.redeliver(caller(), request.name), full=True)

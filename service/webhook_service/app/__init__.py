@@ -1,0 +1,39 @@
+"""The application: every operation once, for every front door (gRPC, REST, console).
+
+Each operation owns who may call it, validation, idempotency, limits and its audit line; a door only
+translates its wire format into these calls and their results and errors back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from webhook_service.app.authentication import Authenticator
+from webhook_service.app.calls import Calls
+from webhook_service.app.deliveries import Deliveries
+from webhook_service.app.events import Events
+from webhook_service.app.webhooks import Webhooks
+from webhook_service.dispatch.sender import Sender
+from webhook_service.store.database import Executor
+
+
+class Application:
+    """Made once per process from its store and sender: two applications over two databases can live in
+    one process."""
+
+    def __init__(
+        self,
+        store: Executor,
+        sender: Sender,
+        *,
+        authenticator: Authenticator | None,
+        rate_limit: float,
+        max_calls: int,
+        first_delay: float,
+        delivered: Callable[[], None],
+    ) -> None:
+        self.store = store
+        self.calls = Calls(authenticator, rate_limit, max_calls)
+        self.webhooks = Webhooks(store, sender)
+        self.deliveries = Deliveries(store, sender)
+        self.events = Events(store, first_delay, delivered)

@@ -1,0 +1,51 @@
+"""What every call goes through first, whichever door it came in by: a place among the calls in progress,
+the caller behind its token, and the caller's rate limit."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import AsyncIterator
+
+from webhook_service.app.authentication import Authenticator
+from webhook_service.domain import access
+from webhook_service.domain.access import Principal
+from webhook_service.domain.admission import Gate
+from webhook_service.domain.errors import ResourceExhausted
+from webhook_service.domain.ratelimit import RateLimiter
+
+
+class Calls:
+    """Admission before authentication, so a refusal under overload costs no token lookup. Without an
+    authenticator every call acts as an admin (--insecure-no-auth)."""
+
+    def __init__(self, authenticator: Authenticator | None, rate_limit: float, max_calls: int) -> None:
+        self._authenticator = authenticator
+        self._limiter = RateLimiter(rate_limit) if rate_limit > 0 else None
+        self._gate = Gate(max_calls, "the server")
+
+    @contextlib.asynccontextmanager
+    async def call(self, authorization: str | None, operation: str) -> AsyncIterator[Principal]:
+        """The caller behind an `authorization` value (`Bearer <token>` or Pulumi's `token <token>`), for
+        the duration of one call to `operation`, which its role must allow before its request is even read."""
+        with self._gate.enter():
+            caller = await self._principal(authorization)
+            access.check_operation(caller, operation)
+            self._limit(caller)
+            yield caller
+
+    async def _principal(self, authorization: str | None) -> Principal:
+        if self._authenticator is None:
+            return access.UNAUTHENTICATED_ADMIN
+        return await self._authenticator.principal(access.token_from_metadata(authorization))
+
+    def _limit(self, caller: Principal) -> None:
+        if self._limiter is None:
+            return
+        wait = self._limiter.wait_needed(caller.token_id, time.monotonic())
+        if wait > 0:
+            raise ResourceExhausted(
+                f"token {caller.token_id} is over its rate limit of {self._limiter.rate:g} requests/s; "
+                f"retry in {wait:.3f}s",
+                retry_after=wait,
+            )

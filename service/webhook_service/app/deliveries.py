@@ -1,0 +1,62 @@
+"""The delivery log: list, get, redeliver."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from webhook_service.dispatch import direct
+from webhook_service.dispatch.sender import Sender
+from webhook_service.domain import pages
+from webhook_service.domain.access import Principal, check_operation, check_reach
+from webhook_service.domain.model import Delivery
+from webhook_service.domain.names import parse_delivery_name, parse_webhook_name
+from webhook_service.store import deliveries
+from webhook_service.store.database import Executor
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DeliveryPage:
+    deliveries: list[Delivery]
+    next_page_token: str
+
+
+class Deliveries:
+    def __init__(self, store: Executor, sender: Sender) -> None:
+        self._store = store
+        self._sender = sender
+
+    async def list(
+        self, caller: Principal, webhook: str, page_size: int = 0, page_token: str = "", full: bool = False
+    ) -> DeliveryPage:
+        """Newest first. Short of `full`, without payloads and with only each latest attempt's outcome."""
+        check_operation(caller, "ListWebhookDeliveries")
+        name = parse_webhook_name(webhook, "parent")
+        check_reach(caller, name.parent.organization)
+        size = pages.page_size(page_size)
+        cursor = pages.decode_token(page_token, str(name))
+        found, next_cursor = await self._store.admit(deliveries.list_page, name, cursor, size, full)
+        return DeliveryPage(found, "" if next_cursor is None else pages.encode_token(str(name), next_cursor))
+
+    async def get(self, caller: Principal, name: str) -> Delivery:
+        """The delivery with every attempt."""
+        check_operation(caller, "GetWebhookDelivery")
+        delivery = parse_delivery_name(name, "name")
+        check_reach(caller, delivery.webhook.parent.organization)
+        return await self._store.admit(deliveries.get, delivery)
+
+    async def redeliver(self, caller: Principal, name: str) -> Delivery:
+        """The stored payload again, same delivery ID, sent at once."""
+        check_operation(caller, "RedeliverWebhookDelivery")
+        delivery = parse_delivery_name(name, "name")
+        check_reach(caller, delivery.webhook.parent.organization)
+        again = await direct.redeliver(self._store, self._sender, delivery)
+        log.info(
+            "token %s redelivered %s",
+            caller.token_id,
+            delivery,
+            extra={"webhook": str(delivery.webhook), "delivery": delivery.delivery_id},
+        )
+        return again

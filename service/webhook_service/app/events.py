@@ -1,0 +1,45 @@
+"""Publishing: an internal service's stack event, stored with a delivery for every webhook it matches."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+
+from webhook_service.app.requests import check_request_id
+from webhook_service.domain.access import Principal, check_operation, check_reach
+from webhook_service.domain.errors import InvalidArgument
+from webhook_service.domain.idempotency import publish_key
+from webhook_service.domain.limits import MAX_EVENT_BYTES
+from webhook_service.domain.model import Event
+from webhook_service.domain.payloads import event_kind
+from webhook_service.domain.routing import route
+from webhook_service.store import events
+from webhook_service.store.database import Executor
+from webhook_service.store.events import Published
+
+
+class Events:
+    def __init__(self, store: Executor, first_delay: float, delivered: Callable[[], None]) -> None:
+        self._store = store
+        self._first_delay = first_delay
+        # Tells this process's dispatcher that deliveries are due, rather than letting it find them at its next poll.
+        self._delivered = delivered
+
+    async def publish(self, caller: Principal, event: Event, encoded_size: int, request_id: str = "") -> Published:
+        """Answers only once the event and its deliveries are committed. `encoded_size` is the event's size
+        as its door received it."""
+        check_operation(caller, "PublishEvent")
+        if encoded_size > MAX_EVENT_BYTES:
+            raise InvalidArgument("event", f"must be at most {MAX_EVENT_BYTES} bytes")
+        check_reach(caller, event.organization_name)
+        published = await self._store.admit(
+            events.publish,
+            event,
+            event_kind(event),
+            functools.partial(route, event),
+            self._first_delay,
+            publish_key(check_request_id(request_id), event),
+        )
+        if published.deliveries:
+            self._delivered()
+        return published

@@ -1,0 +1,110 @@
+"""Webhook registration: create, get, list, update, delete, ping."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from webhook_service.app.requests import check_request_id
+from webhook_service.dispatch import direct
+from webhook_service.dispatch.sender import Sender
+from webhook_service.domain import pages
+from webhook_service.domain.access import Principal, check_operation, check_reach
+from webhook_service.domain.idempotency import create_key
+from webhook_service.domain.model import Delivery, Webhook, WebhookFields
+from webhook_service.domain.names import check_webhook_id, parse_parent, parse_webhook_name
+from webhook_service.domain.webhooks import apply_update, check_update_mask, new_webhook_id, validate_webhook
+from webhook_service.store import webhooks
+from webhook_service.store.database import Executor
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class WebhookPage:
+    webhooks: list[Webhook]
+    next_page_token: str
+
+
+class Webhooks:
+    def __init__(self, store: Executor, sender: Sender) -> None:
+        self._store = store
+        self._sender = sender
+
+    async def create(
+        self, caller: Principal, parent: str, webhook_id: str, fields: WebhookFields, request_id: str = ""
+    ) -> Webhook:
+        """A new webhook under `parent`; an empty `webhook_id` has one made up. A repeat of the same
+        request under the same `request_id` returns the webhook the first one made."""
+        check_operation(caller, "CreateWebhook")
+        where = parse_parent(parent, "parent")
+        check_reach(caller, where.organization)
+        requested_id = check_webhook_id(webhook_id, "webhook_id") if webhook_id else ""
+        webhook = validate_webhook(
+            Webhook(parent=where, webhook_id=requested_id or new_webhook_id(), **dataclasses.asdict(fields)),
+            self._sender.allowed,
+        )
+        key = create_key(check_request_id(request_id), webhook, requested_id)
+        created = await self._store.admit(webhooks.create, webhook, key)
+        log.info("token %s created webhook %s", caller.token_id, created.name, extra={"webhook": created.name})
+        return created
+
+    async def get(self, caller: Principal, name: str) -> Webhook:
+        check_operation(caller, "GetWebhook")
+        webhook = parse_webhook_name(name, "name")
+        check_reach(caller, webhook.parent.organization)
+        return await self._store.admit(webhooks.get, webhook)
+
+    async def list(self, caller: Principal, parent: str, page_size: int = 0, page_token: str = "") -> WebhookPage:
+        """Oldest first, `page_size` at a time (50 when 0)."""
+        check_operation(caller, "ListWebhooks")
+        where = parse_parent(parent, "parent")
+        check_reach(caller, where.organization)
+        size = pages.page_size(page_size)
+        cursor = pages.decode_token(page_token, str(where)) or 0
+        found, next_cursor = await self._store.admit(webhooks.list_page, where, cursor, size)
+        return WebhookPage(found, "" if next_cursor is None else pages.encode_token(str(where), next_cursor))
+
+    async def update(self, caller: Principal, name: str, patch: WebhookFields, paths: Sequence[str]) -> Webhook:
+        """Takes the fields `paths` names (`*`: every updatable one) from `patch`."""
+        check_operation(caller, "UpdateWebhook")
+        webhook = parse_webhook_name(name, "webhook.name")
+        check_reach(caller, webhook.parent.organization)
+        fields = check_update_mask(paths)
+        allowed = self._sender.allowed
+
+        def change(current: Webhook) -> Webhook:
+            return apply_update(current, patch, fields, allowed)
+
+        updated = await self._store.admit(webhooks.update, webhook, fields, change)
+        log.info(
+            "token %s updated %s of webhook %s",
+            caller.token_id,
+            ",".join(fields) or "nothing",
+            webhook,
+            extra={"webhook": str(webhook)},
+        )
+        return updated
+
+    async def delete(self, caller: Principal, name: str) -> None:
+        check_operation(caller, "DeleteWebhook")
+        webhook = parse_webhook_name(name, "name")
+        check_reach(caller, webhook.parent.organization)
+        await self._store.admit(webhooks.delete, webhook)
+        log.info("token %s deleted webhook %s", caller.token_id, webhook, extra={"webhook": str(webhook)})
+
+    async def ping(self, caller: Principal, name: str) -> Delivery:
+        """Sent at once, not queued; the delivery with its one attempt."""
+        check_operation(caller, "PingWebhook")
+        webhook = parse_webhook_name(name, "name")
+        check_reach(caller, webhook.parent.organization)
+        delivery = await direct.ping(self._store, self._sender, webhook)
+        log.info(
+            "token %s pinged webhook %s",
+            caller.token_id,
+            webhook,
+            extra={"webhook": str(webhook), "delivery": delivery.delivery_id},
+        )
+        return delivery
