@@ -27,7 +27,7 @@ ADMIN_TOKEN = Path("data/admin-token")
 # The receiver is on loopback, which the request-forgery guard opens only when told.
 DISPATCH_FLAGS = ("--grace", "2s", "--allow-network", "127.0.0.0/8")
 # The bench publishes faster than a token's default rate limit allows.
-SERVE_FLAGS = (*DISPATCH_FLAGS, "--rate-limit", "0")
+SERVE_FLAGS = (*DISPATCH_FLAGS, "--rate-limit", "0", "--http-listen", "127.0.0.1:0")
 START_TIMEOUT = 60.0
 
 

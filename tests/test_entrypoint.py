@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import time
@@ -28,7 +29,11 @@ def test_console_script_serves_health_and_stops_gracefully_on_sigterm(tmp_path: 
         ["serve", "--listen", "127.0.0.1:0"], env={"WEBHOOKS_DATABASE": f"sqlite:///{database}"}, cwd=tmp_path
     )
     try:
-        assert f"listening on 127.0.0.1:{service.port} (plaintext), database sqlite {database}" in service.log
+        assert re.search(
+            rf"listening on 127\.0\.0\.1:{service.port} \(plaintext\), HTTP on http://127\.0\.0\.1:\d+, "
+            rf"database sqlite {re.escape(str(database))}",
+            service.log,
+        ), service.log
         with grpc.insecure_channel(service.target) as channel:
             health = health_pb2_grpc.HealthStub(channel)
             assert health.Check(health_pb2.HealthCheckRequest()).status == SERVING

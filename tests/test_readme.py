@@ -94,6 +94,7 @@ def test_running_at_scale_runs_as_written(tmp_path: Path, postgres_cluster: Post
     """The scale-out commands against the test session's PostgreSQL, on free ports."""
     [script] = re.findall(r"```sh\n(.*?)```", section("Running at scale"), re.S)
     ports = [free_port(), free_port()]
+    http_ports = [free_port(), free_port()]
     script = (
         script.replace("127.0.0.1:5432", f"127.0.0.1:{postgres_cluster.port}")
         .replace("-h 127.0.0.1", f"-h 127.0.0.1 -p {postgres_cluster.port}")
@@ -101,6 +102,8 @@ def test_running_at_scale_runs_as_written(tmp_path: Path, postgres_cluster: Post
         .replace(".venv/bin/webhooks", str(Path(sys.executable).parent / "webhooks"))
         .replace("0.0.0.0:50051", f"127.0.0.1:{ports[0]}")
         .replace("0.0.0.0:50052", f"127.0.0.1:{ports[1]}")
+        .replace("0.0.0.0:8081", f"127.0.0.1:{http_ports[0]}")
+        .replace("0.0.0.0:8082", f"127.0.0.1:{http_ports[1]}")
         .replace("webhooks tokens create", "webhooks tokens create --description scale")
     )
     check = "\n".join(

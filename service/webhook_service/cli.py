@@ -127,6 +127,12 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="--dispatch-concurrency 0 serves the API only, for deployments with separate `webhooks dispatch`.",
     )
     add_flag(serve, "--listen", "gRPC address HOST:PORT; port 0 picks a free port", "127.0.0.1:50051")
+    add_flag(
+        serve,
+        "--http-listen",
+        "HTTP address HOST:PORT for the REST API, /metrics, /healthz and /readyz; port 0 picks a free port; off",
+        "127.0.0.1:8080",
+    )
     add_dispatch_flags(serve)
     add_flag(
         serve, "--insecure-no-auth", "serve without authentication (every caller is an admin)", action="store_true"
@@ -146,6 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     dispatch = commands.add_parser("dispatch", help="run only a dispatcher against the database")
     add_dispatch_flags(dispatch)
+    add_flag(dispatch, "--http-listen", "HTTP address HOST:PORT for /metrics, /healthz and /readyz, or off", "off")
 
     token_commands = commands.add_parser("tokens", help="manage API tokens").add_subparsers(
         dest="tokens_command", required=True
@@ -183,6 +190,7 @@ def settings_from(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
         parser.error(f"--allow-network: {error}")
     return ServerSettings(
         listen=getattr(args, "listen", ""),
+        http_listen=args.http_listen,
         database=args.database,
         database_pool_size=args.database_pool_size,
         grace=args.grace,

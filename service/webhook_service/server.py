@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from webhook_service.api.grpc.calls import CallInterceptor
 from webhook_service.api.grpc.errors import ErrorInterceptor
 from webhook_service.api.grpc.event_service import EventService
 from webhook_service.api.grpc.webhook_service import WebhookService
+from webhook_service.api.http import OFF, HttpListener, Installer
 from webhook_service.app import Application
 from webhook_service.app.authentication import Authenticator
 from webhook_service.dispatch.pool import Dispatcher
@@ -47,6 +49,15 @@ class TlsSettings:
     # With a client CA, callers must present a certificate it signed (mutual TLS).
     client_ca: Path | None = None
 
+    def ssl_context(self) -> ssl.SSLContext:
+        """The same certificate, key and client CA for the HTTP listener."""
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(self.cert, self.key)
+        if self.client_ca is not None:
+            context.load_verify_locations(self.client_ca)
+            context.verify_mode = ssl.CERT_REQUIRED
+        return context
+
     def credentials(self) -> grpc.ServerCredentials:
         ca = self.client_ca.read_bytes() if self.client_ca else None
         return grpc.ssl_server_credentials(
@@ -69,6 +80,8 @@ class ServerSettings:
     # Service calls in progress at once; past it, RESOURCE_EXHAUSTED (health checks are not counted).
     max_concurrent_rpcs: int = 256
     tls: TlsSettings | None = None
+    # HOST:PORT of the HTTP listener (REST API, metrics, probes), or "off".
+    http_listen: str = OFF
 
 
 class DispatchProcess:
@@ -79,8 +92,28 @@ class DispatchProcess:
         self.store: Executor | None = None
         self.sender = Sender(settings.dispatch.delivery_timeout, settings.dispatch.allow_network)
         self.dispatcher: Dispatcher | None = None
+        self.http: HttpListener | None = None
 
     async def start(self) -> None:
+        await self._open()
+        await self._listen_http()
+        log.info("dispatcher ready%s", self._http_words())
+
+    def _http_doors(self) -> list[Installer]:
+        """What the HTTP listener serves in this process."""
+        return []
+
+    async def _listen_http(self) -> None:
+        if self.settings.http_listen == OFF:
+            return
+        tls = self.settings.tls
+        self.http = HttpListener(self.settings.http_listen, self._http_doors(), tls.ssl_context() if tls else None)
+        await self.http.start()
+
+    def _http_words(self) -> str:
+        return "" if self.http is None else f", HTTP on {self.http.describe()}"
+
+    async def _open(self) -> None:
         key, made = load_key(self.settings.secret_key_file)
         if made:
             log.info("created the key that encrypts webhook secrets: %s", self.settings.secret_key_file)
@@ -111,6 +144,8 @@ class DispatchProcess:
             await self.dispatcher.stop(self.settings.grace)
 
     async def _close(self) -> None:
+        if self.http is not None:
+            await self.http.stop()
         await self.sender.close()
         if self.store is not None:
             self.store.close()
@@ -127,7 +162,7 @@ class Server(DispatchProcess):
         self._server: grpc.aio.Server | None = None
 
     async def start(self) -> None:
-        await super().start()
+        await self._open()
         assert self.store is not None
         # With no dispatcher here (--dispatch-concurrency 0), `webhooks dispatch` processes poll for the work.
         wake = self.dispatcher.wake if self.dispatcher is not None else _nobody
@@ -179,7 +214,19 @@ class Server(DispatchProcess):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         host = self.settings.listen.rsplit(":", 1)[0]
         transport = "plaintext" if tls is None else ("mutual TLS" if tls.client_ca else "TLS")
-        log.info("listening on %s:%d (%s), database %s", host, self.port, transport, describe(self.store.db))
+        try:
+            await self._listen_http()
+        except RuntimeError:
+            await self.stop()
+            raise
+        log.info(
+            "listening on %s:%d (%s)%s, database %s",
+            host,
+            self.port,
+            transport,
+            self._http_words(),
+            describe(self.store.db),
+        )
 
     async def _authenticator(self) -> Authenticator | None:
         """The token checker; on a first start it also makes the first admin token and says where it is."""

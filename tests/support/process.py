@@ -44,7 +44,8 @@ class ServiceProcess:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
-            env={**os.environ, **(env or {})},
+            # A free HTTP port unless the test names one: several services run side by side.
+            env={**os.environ, "WEBHOOKS_HTTP_LISTEN": "127.0.0.1:0", **(env or {})},
             cwd=cwd,
         )
         self._listening = threading.Event()

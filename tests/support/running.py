@@ -44,6 +44,7 @@ def settings_in(
     return ServerSettings(
         **{
             "listen": "127.0.0.1:0",
+            "http_listen": "127.0.0.1:0",
             "database": database,
             "secret_key_file": folder / "secret.key",
             "admin_token_file": folder / "admin-token",
