@@ -39,9 +39,9 @@ def sample_event(organization: str, serial: int = 0) -> Event:
 
 def use_secret_key(home: Path) -> None:
     """The service keeps its key in `data/secret.key` (made on first use): the bench seals secrets with
-    the key the service it starts in `home` will open them with."""
+    the key the service it starts in `home` will open them with; the calling thread holds it."""
     key, _ = secrets.load_key(home / SECRET_KEY)
-    secrets.configure(key)
+    secrets.bind_thread(secrets.SecretBox(key))
 
 
 def prefill(

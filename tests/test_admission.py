@@ -12,6 +12,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+from cryptography.fernet import Fernet
 from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
@@ -25,6 +26,7 @@ from webhook_service.domain.access import Role
 from webhook_service.domain.errors import ResourceExhausted
 from webhook_service.store import tokens
 from webhook_service.store.database import API_CALLS_PER_CONNECTION, Executor, open_database
+from webhook_service.store.secrets import SecretBox
 from webhooks_client import Client
 
 OK = grpc.StatusCode.OK
@@ -171,7 +173,7 @@ def test_the_store_bound_refuses_api_calls_only(tmp_path: Path, databases: Datab
     """With the one query thread stalled by a dispatcher-style call, exactly the bound of API calls wait,
     the next is refused with a retry hint, and a dispatcher call is still taken; all finish after."""
     url = databases.new(tmp_path)
-    store = Executor(open_database(url), threads=1)
+    store = Executor(open_database(url), 1, SecretBox(Fernet.generate_key()))
 
     async def scenario() -> None:
         with write_lock(url):

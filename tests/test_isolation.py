@@ -18,8 +18,7 @@ from tests.support.receiver import Receiver, Reply
 from tests.support.running import BackgroundLoop, RunningServer
 from webhook_service.domain.scheduling import Capacity
 from webhook_service.store import deliveries
-from webhook_service.store.database import open_database
-from webhook_service.store.models import DeliveryRow, WebhookRow, bound_to
+from webhook_service.store.models import DeliveryRow, WebhookRow
 
 Start = Callable[..., RunningServer]
 HUNG_STACK = "organizations/hung/projects/p/stacks/s"
@@ -213,10 +212,10 @@ def _rows_read(db: Any) -> Callable[[Callable[[], object]], int]:
 
 def test_parked_work_is_never_walked_by_a_claim(start_server: Start) -> None:
     """Deliveries parked on an inactive webhook, or on one already at its bound, cost a claim nothing."""
-    server = start_server(concurrency=0)  # the test claims by hand
-    db = open_database(server.settings.database)
-    with bound_to(db):
-        claim_work_stays_flat(db)
+    server = start_server(concurrency=0)  # the test claims by hand, on the server's own store thread
+    store = server.server.store
+    assert store is not None
+    server.run(store.run(claim_work_stays_flat, store.db))
 
 
 def claim_work_stays_flat(db: Any) -> None:

@@ -27,9 +27,9 @@ from webhook_service.dispatch.settings import DispatchSettings
 from webhook_service.domain.access import Principal
 from webhook_service.domain.limits import MAX_REQUEST_BYTES
 from webhook_service.files import write_private
-from webhook_service.store import secrets, tokens, webhooks
+from webhook_service.store import tokens, webhooks
 from webhook_service.store.database import Executor, connections_for, describe, open_database
-from webhook_service.store.secrets import load_key
+from webhook_service.store.secrets import SecretBox, load_key
 from webhooks.v1 import event_service_pb2, event_service_pb2_grpc, webhook_service_pb2, webhook_service_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -117,9 +117,8 @@ class DispatchProcess:
         key, made = load_key(self.settings.secret_key_file)
         if made:
             log.info("created the key that encrypts webhook secrets: %s", self.settings.secret_key_file)
-        secrets.configure(key)
         db = open_database(self.settings.database)
-        self.store = Executor(db, threads=connections_for(db, self.settings.database_pool_size))
+        self.store = Executor(db, connections_for(db, self.settings.database_pool_size), SecretBox(key))
         try:
             sealed = await self.store.run(webhooks.prepare_secrets)
         except ValueError as error:

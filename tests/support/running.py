@@ -66,6 +66,10 @@ class RunningServer:
         self.port = self.server.port
         self.target = f"127.0.0.1:{self.port}"
 
+    def run(self, coroutine: Coroutine[Any, Any, T], timeout: float = 60) -> T:
+        """Runs `coroutine` on the server's event loop, for tests that reach into the running service."""
+        return self._loop.run(coroutine, timeout)
+
     @property
     def admin_token(self) -> str:
         assert self.settings.admin_token_file is not None, "this server runs without authentication"

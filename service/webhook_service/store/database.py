@@ -19,8 +19,10 @@ from playhouse.db_url import connect
 
 from webhook_service.domain.admission import Gate
 from webhook_service.domain.errors import Unavailable
+from webhook_service.store import secrets
 from webhook_service.store.models import bind_thread, bound_to, database
 from webhook_service.store.schema import migrate
+from webhook_service.store.secrets import SecretBox
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +95,11 @@ def transaction() -> Iterator[None]:
         yield
 
 
+def _bind_thread(db: peewee.Database, box: SecretBox) -> None:
+    bind_thread(db)
+    secrets.bind_thread(box)
+
+
 class Executor:
     """Runs blocking queries on a few threads, each with its own connection.
 
@@ -102,11 +109,11 @@ class Executor:
     the store holds; the dispatcher uses `run`, which is never refused.
     """
 
-    def __init__(self, db: peewee.Database, threads: int) -> None:
+    def __init__(self, db: peewee.Database, threads: int, box: SecretBox) -> None:
         self.db = db
         self._local = threading.local()
         self._pool = ThreadPoolExecutor(
-            max_workers=threads, thread_name_prefix="store", initializer=bind_thread, initargs=(db,)
+            max_workers=threads, thread_name_prefix="store", initializer=_bind_thread, initargs=(db, box)
         )
         self._api_calls = Gate(threads * API_CALLS_PER_CONNECTION, "the database")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import threading
 from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken
@@ -55,15 +56,17 @@ def load_key(path: Path) -> tuple[bytes, bool]:
     return path.read_bytes().strip(), made
 
 
-_box: SecretBox | None = None
+_thread = threading.local()
 
 
-def configure(key: bytes) -> None:
-    global _box
-    _box = SecretBox(key)
+def bind_thread(box: SecretBox) -> None:
+    """The calling thread seals and opens with `box`: each store's query threads carry their process's key,
+    so services with different keys can share a process."""
+    _thread.box = box
 
 
 def box() -> SecretBox:
-    if _box is None:
-        raise RuntimeError("webhook secrets need a key: load one with store.secrets.configure")
-    return _box
+    found: SecretBox | None = getattr(_thread, "box", None)
+    if found is None:
+        raise RuntimeError("webhook secrets need a key: this thread has none bound (store.secrets.bind_thread)")
+    return found
