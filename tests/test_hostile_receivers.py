@@ -107,7 +107,9 @@ def test_bytes_that_are_not_utf8_are_stored_escaped_and_every_view_shows_them(
     [name] = publish(client, seed.update_event(stack=STACK)).deliveries
 
     delivery = wait_for_delivery(client, name)
-    listed = client.webhooks.ListWebhookDeliveries(WS.ListWebhookDeliveriesRequest(parent=hook.name)).deliveries
+    listed = client.webhooks.ListWebhookDeliveries(
+        WS.ListWebhookDeliveriesRequest(parent=hook.name, view=delivery_pb2.WEBHOOK_DELIVERY_VIEW_FULL)
+    ).deliveries
     pinged = client.webhooks.PingWebhook(WS.PingWebhookRequest(name=hook.name))
     again = client.webhooks.RedeliverWebhookDelivery(WS.RedeliverWebhookDeliveryRequest(name=name))
 
