@@ -11,7 +11,7 @@ from webhook_service.app.authentication import Authenticator
 from webhook_service.domain import access
 from webhook_service.domain.access import Principal
 from webhook_service.domain.admission import Gate
-from webhook_service.domain.errors import ResourceExhausted
+from webhook_service.domain.errors import Reason, ResourceExhausted
 from webhook_service.domain.ratelimit import RateLimiter
 
 
@@ -48,4 +48,5 @@ class Calls:
                 f"token {caller.token_id} is over its rate limit of {self._limiter.rate:g} requests/s; "
                 f"retry in {wait:.3f}s",
                 retry_after=wait,
+                reason=Reason.RATE_LIMITED,
             )

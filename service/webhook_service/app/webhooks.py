@@ -12,10 +12,17 @@ from webhook_service.dispatch import direct
 from webhook_service.dispatch.sender import Sender
 from webhook_service.domain import pages
 from webhook_service.domain.access import Principal, check_operation, check_reach
+from webhook_service.domain.errors import Violation, Violations
 from webhook_service.domain.idempotency import create_key
 from webhook_service.domain.model import Delivery, Webhook, WebhookFields
-from webhook_service.domain.names import check_webhook_id, parse_parent, parse_webhook_name
-from webhook_service.domain.webhooks import apply_update, check_update_mask, new_webhook_id, validate_webhook
+from webhook_service.domain.names import Parent, check_webhook_id, parse_parent, parse_webhook_name
+from webhook_service.domain.webhooks import (
+    apply_update,
+    check_etag,
+    check_update_mask,
+    new_webhook_id,
+    validate_webhook,
+)
 from webhook_service.store import webhooks
 from webhook_service.store.database import Executor
 
@@ -34,19 +41,37 @@ class Webhooks:
         self._sender = sender
 
     async def create(
-        self, caller: Principal, parent: str, webhook_id: str, fields: WebhookFields, request_id: str = ""
+        self,
+        caller: Principal,
+        parent: str,
+        webhook_id: str,
+        fields: WebhookFields,
+        request_id: str = "",
+        rejected: Sequence[Violation] = (),
     ) -> Webhook:
         """A new webhook under `parent`; an empty `webhook_id` has one made up. A repeat of the same
-        request under the same `request_id` returns the webhook the first one made."""
+        request under the same `request_id` returns the webhook the first one made. `rejected` are the
+        violations the door found reading the request; they are reported with every other one."""
         check_operation(caller, "CreateWebhook")
-        where = parse_parent(parent, "parent")
-        check_reach(caller, where.organization)
-        requested_id = check_webhook_id(webhook_id, "webhook_id") if webhook_id else ""
-        webhook = validate_webhook(
-            Webhook(parent=where, webhook_id=requested_id or new_webhook_id(), **dataclasses.asdict(fields)),
+        found = Violations(rejected)
+        where = found.check(parse_parent, parent, "parent")
+        if where is not None:
+            check_reach(caller, where.organization)
+        requested_id = (found.check(check_webhook_id, webhook_id, "webhook_id") or "") if webhook_id else ""
+        webhook = found.check(
+            validate_webhook,
+            # Under a parent already refused, the rules that depend on it wait for a valid one.
+            Webhook(
+                parent=where or Parent(""),
+                webhook_id=requested_id or new_webhook_id(),
+                **dataclasses.asdict(fields),
+            ),
             self._sender.allowed,
         )
-        key = create_key(check_request_id(request_id), webhook, requested_id)
+        found.check(check_request_id, request_id)
+        found.raise_any()
+        assert webhook is not None
+        key = create_key(request_id, webhook, requested_id)
         created = await self._store.admit(webhooks.create, webhook, key)
         log.info("token %s created webhook %s", caller.token_id, created.name, extra={"webhook": created.name})
         return created
@@ -67,16 +92,36 @@ class Webhooks:
         found, next_cursor = await self._store.admit(webhooks.list_page, where, cursor, size)
         return WebhookPage(found, "" if next_cursor is None else pages.encode_token(str(where), next_cursor))
 
-    async def update(self, caller: Principal, name: str, patch: WebhookFields, paths: Sequence[str]) -> Webhook:
-        """Takes the fields `paths` names (`*`: every updatable one) from `patch`."""
+    async def update(
+        self,
+        caller: Principal,
+        name: str,
+        patch: WebhookFields,
+        paths: Sequence[str],
+        etag: str = "",
+        rejected: Sequence[Violation] = (),
+    ) -> Webhook:
+        """Takes the fields `paths` names (`*`: every updatable one, an empty secret aside) from `patch`, if
+        the webhook's etag is still `etag` (when given). `rejected` are the violations the door found
+        reading the request; they are reported with every other one."""
         check_operation(caller, "UpdateWebhook")
-        webhook = parse_webhook_name(name, "webhook.name")
-        check_reach(caller, webhook.parent.organization)
-        fields = check_update_mask(paths)
+        found = Violations()
+        webhook = found.check(parse_webhook_name, name, "webhook.name")
+        if webhook is not None:
+            check_reach(caller, webhook.parent.organization)
+        fields = found.check(check_update_mask, paths, patch)
+        if webhook is None or fields is None:
+            Violations([*found.found, *rejected]).raise_any()
+        assert webhook is not None and fields is not None
         allowed = self._sender.allowed
 
         def change(current: Webhook) -> Webhook:
-            return apply_update(current, patch, fields, allowed)
+            check_etag(current, etag)
+            checked = Violations(rejected)
+            changed = checked.check(apply_update, current, patch, fields, allowed)
+            checked.raise_any()
+            assert changed is not None
+            return changed
 
         updated = await self._store.admit(webhooks.update, webhook, fields, change)
         log.info(

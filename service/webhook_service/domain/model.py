@@ -74,6 +74,8 @@ class Webhook:
     disabled_reason: str = ""
     create_time: datetime | None = None
     update_time: datetime | None = None
+    # Changes with every change a caller can see (AIP-154); set by the store.
+    etag: str = ""
 
     @property
     def name(self) -> str:

@@ -83,6 +83,8 @@ class WebhookRow(BaseModel):
     failing_since = DoubleField(null=True)
     create_time = DoubleField()
     update_time = DoubleField()
+    # Counts the changes callers can see, for the etag; failing_since alone does not count.
+    revision = IntegerField(default=1)
 
     class Meta:
         table_name = "webhook"

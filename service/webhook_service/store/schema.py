@@ -13,8 +13,32 @@ from webhook_service.store.models import (
     EventRow,
     SchemaVersionRow,
     TokenRow,
-    WebhookRow,
 )
+
+
+class _WebhookRowV1(BaseModel):
+    """webhook as the first release made it; _webhook_revision adds a column."""
+
+    id = peewee.AutoField()
+    organization = peewee.CharField(max_length=100)
+    project = peewee.CharField(max_length=100, default="")
+    stack = peewee.CharField(max_length=100, default="")
+    webhook_id = peewee.CharField(max_length=32)
+    display_name = peewee.TextField()
+    payload_url = peewee.TextField()
+    secret = peewee.TextField(default="")
+    active = peewee.BooleanField(default=True)
+    format = peewee.CharField(max_length=16)
+    filters = peewee.TextField(default="")
+    groups = peewee.TextField(default="")
+    disabled_reason = peewee.TextField(default="")
+    failing_since = peewee.DoubleField(null=True)
+    create_time = peewee.DoubleField()
+    update_time = peewee.DoubleField()
+
+    class Meta:
+        table_name = "webhook"
+        indexes = ((("organization", "project", "stack", "webhook_id"), True),)
 
 
 class _IdempotencyRowV1(BaseModel):
@@ -32,7 +56,9 @@ class _IdempotencyRowV1(BaseModel):
 
 
 def _initial(db: peewee.Database) -> None:
-    db.create_tables([WebhookRow, EventRow, DeliveryRow, AttemptRow, _IdempotencyRowV1])
+    # The webhook table first: the deliveries' foreign key names it.
+    db.create_tables([_WebhookRowV1])
+    db.create_tables([EventRow, DeliveryRow, AttemptRow, _IdempotencyRowV1])
 
 
 def _api_tokens(db: peewee.Database) -> None:
@@ -62,6 +88,11 @@ def _pending_by_webhook(db: peewee.Database) -> None:
     db.execute_sql('DROP INDEX IF EXISTS "delivery_state_next_attempt_time"')  # type: ignore[no-untyped-call]
 
 
+def _webhook_revision(db: peewee.Database) -> None:
+    """Each webhook counts its changes, which its etag is made from; existing webhooks start at 1."""
+    db.execute_sql('ALTER TABLE "webhook" ADD COLUMN "revision" INTEGER NOT NULL DEFAULT 1')  # type: ignore[no-untyped-call]
+
+
 # Append only: a released migration never changes, so every database reaches the same schema. A change to
 # an existing table is a new migration (playhouse.migrate's add_column and friends, or SQL both engines
 # read), and the migration that created the table keeps a frozen copy of the model as it was then.
@@ -70,6 +101,7 @@ MIGRATIONS: tuple[Callable[[peewee.Database], None], ...] = (
     _api_tokens,
     _idempotency_per_organization,
     _pending_by_webhook,
+    _webhook_revision,
 )
 LATEST = len(MIGRATIONS)
 

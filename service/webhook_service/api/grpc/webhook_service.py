@@ -17,7 +17,7 @@ from webhook_service.api.grpc.convert import (
 )
 from webhook_service.app.deliveries import Deliveries
 from webhook_service.app.webhooks import Webhooks
-from webhook_service.domain.errors import InvalidArgument
+from webhook_service.domain.errors import InvalidArgument, Reason, Violations
 from webhooks.v1 import delivery_pb2, webhook_pb2, webhook_service_pb2, webhook_service_pb2_grpc
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -32,9 +32,11 @@ class WebhookService(webhook_service_pb2_grpc.WebhookServiceServicer):
         self, request: webhook_service_pb2.CreateWebhookRequest, context: Context
     ) -> webhook_pb2.Webhook:
         if not request.HasField("webhook"):
-            raise InvalidArgument("webhook", "is required")
+            raise InvalidArgument("webhook", "is required", Reason.FIELD_REQUIRED)
+        rejected = Violations()
+        fields = webhook_fields(request.webhook, rejected)
         created = await self.webhooks.create(
-            caller(), request.parent, request.webhook_id, webhook_fields(request.webhook), request.request_id
+            caller(), request.parent, request.webhook_id, fields, request.request_id, rejected.found
         )
         return webhook_to_proto(created)
 
@@ -53,10 +55,14 @@ class WebhookService(webhook_service_pb2_grpc.WebhookServiceServicer):
         self, request: webhook_service_pb2.UpdateWebhookRequest, context: Context
     ) -> webhook_pb2.Webhook:
         if not request.HasField("webhook"):
-            raise InvalidArgument("webhook", "is required")
+            raise InvalidArgument("webhook", "is required", Reason.FIELD_REQUIRED)
         # An empty mask names the fields the caller set.
         paths = list(request.update_mask.paths) or list(fields_set(request.webhook))
-        updated = await self.webhooks.update(caller(), request.webhook.name, webhook_fields(request.webhook), paths)
+        rejected = Violations()
+        fields = webhook_fields(request.webhook, rejected)
+        updated = await self.webhooks.update(
+            caller(), request.webhook.name, fields, paths, request.webhook.etag, rejected.found
+        )
         return webhook_to_proto(updated)
 
     async def DeleteWebhook(
