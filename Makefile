@@ -1,18 +1,22 @@
 # Everything the project needs is installed by these rules: a virtual
 # environment in .venv, buf from the npm registry in .tools, generated code
-# under clients/python/src/webhooks.
+# under clients/python/src/webhooks, and the TypeScript client's packages
+# (from its lock file) in clients/typescript/node_modules.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 GEN := clients/python/src/webhooks
 PROTOS := $(wildcard protos/webhooks/v1/*.proto)
-BUF_VERSION := 1.75.0
+# The version the TypeScript client's lock file pins, so lint and generation run the same buf.
+BUF_VERSION := $(shell sed -n 's/.*"@bufbuild\/buf": "\(.*\)".*/\1/p' clients/typescript/package.json)
 BUF := .tools/node_modules/.bin/buf
+TS := clients/typescript
+DESCRIPTORS := build/webhooks.binpb
 LISTEN ?= 127.0.0.1:50051
 # Opens loopback to the request-forgery guard, for the walk-through's local receiver.
 ALLOW_NETWORK ?= 127.0.0.0/8
 
-.PHONY: setup run test lint proto bench clean postgres
+.PHONY: setup run test test-typescript lint breaking proto descriptors bench clean postgres
 
 setup: $(VENV)/.installed
 
@@ -21,6 +25,11 @@ run: setup
 
 test: setup lint postgres
 	$(BIN)/python -m pytest
+	$(MAKE) test-typescript
+
+# The TypeScript client's suite, against a real server it starts from .venv.
+test-typescript: setup $(TS)/node_modules/.installed
+	cd $(TS) && WEBHOOKS_BIN="$(abspath $(BIN)/webhooks)" npm test
 
 # The suite runs on SQLite and on throwaway PostgreSQL clusters it starts itself.
 postgres:
@@ -31,6 +40,11 @@ lint: setup $(BUF)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BUF) lint
+	$(MAKE) breaking
+
+# A change to protos/ that breaks callers fails here (buf.yaml says which rules apply).
+breaking: $(BUF)
+	scripts/check-breaking $(BUF)
 
 proto: $(VENV)/.tools
 	rm -rf $(GEN)
@@ -41,11 +55,17 @@ proto: $(VENV)/.tools
 		$(PROTOS)
 	touch $(GEN)/__init__.py $(GEN)/v1/__init__.py $(GEN)/py.typed
 
+# One descriptor set, with imports and comments, for tools that do not use server reflection.
+descriptors: $(BUF)
+	mkdir -p $(dir $(DESCRIPTORS))
+	$(BUF) build -o $(DESCRIPTORS)
+
 bench: setup postgres
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) .tools $(GEN) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .tools $(GEN) .pytest_cache .mypy_cache .ruff_cache $(DESCRIPTORS) \
+		$(TS)/node_modules $(TS)/src/gen $(TS)/dist
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -61,6 +81,10 @@ $(GEN)/v1/__init__.py: $(PROTOS) $(VENV)/.tools
 
 $(VENV)/.installed: pyproject.toml clients/python/pyproject.toml $(GEN)/v1/__init__.py
 	$(BIN)/pip install --quiet -e clients/python -e '.[dev]'
+	touch $@
+
+$(TS)/node_modules/.installed: $(TS)/package-lock.json
+	cd $(TS) && npm ci --no-audit --no-fund
 	touch $@
 
 $(BUF):

@@ -105,28 +105,39 @@ class Violations:
     """Gathers every violation of one request, so the caller hears of all of them at once.
 
     Rules that raise InvalidArgument run through `check`, which keeps their violations and lets the
-    next rule run; `raise_any` then raises them together.
+    next rule run; `raise_any` then raises them together. It keeps MAX_VIOLATIONS at most.
     """
 
     def __init__(self, found: Iterable[Violation] = ()) -> None:
-        self.found: list[Violation] = list(found)
+        self.found: list[Violation] = []
+        for violation in found:
+            self._keep(violation)
+
+    @property
+    def full(self) -> bool:
+        """Whether looking for more violations is pointless: no more would be kept."""
+        return len(self.found) >= MAX_VIOLATIONS
+
+    def _keep(self, violation: Violation) -> None:
+        if not self.full:
+            self.found.append(violation)
 
     def add(self, field: str, description: str, reason: str = InvalidArgument.reason) -> None:
-        self.found.append(Violation(field, description, reason))
+        self._keep(Violation(field, description, reason))
 
     def check(self, rule: Callable[..., T], *args: object) -> T | None:
         """What `rule(*args)` returns, or None when it raised InvalidArgument, whose violations are kept."""
         try:
             return rule(*args)
         except InvalidArgument as error:
-            self.found.extend(error.violations)
+            for violation in error.violations:
+                self._keep(violation)
             return None
 
     def raise_any(self) -> None:
-        if len(self.found) > MAX_VIOLATIONS:
-            left_out = len(self.found) - MAX_VIOLATIONS + 1
-            kept = [*self.found[: MAX_VIOLATIONS - 1], Violation("request", f"has {left_out} more violations")]
-            raise InvalidArgument.of(kept)
+        if self.full:
+            note = Violation("request", f"may have more violations than the first {MAX_VIOLATIONS} listed")
+            raise InvalidArgument.of([*self.found, note])
         if self.found:
             raise InvalidArgument.of(self.found)
 

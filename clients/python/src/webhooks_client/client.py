@@ -1,21 +1,59 @@
-"""One channel, both services' stubs, and the caller's token on every call."""
+"""One channel, both services' stubs, the caller's token on every call, and a gRPC service config that gives
+every call a default deadline and retries it while the service is UNAVAILABLE."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from types import TracebackType
 from typing import Any
 
 import grpc
 
-from webhooks.v1 import event_service_pb2_grpc, webhook_service_pb2_grpc
+from webhooks.v1 import event_service_pb2, event_service_pb2_grpc, webhook_service_pb2, webhook_service_pb2_grpc
+
+# A call that sets no timeout of its own gives up after this many seconds (gRPC takes the shorter of the
+# two when it does); PingWebhook and RedeliverWebhookDelivery wait for a receiver, up to the service's
+# --delivery-timeout (15 s by default).
+DEFAULT_TIMEOUT = 30.0
+# Tries of a call answered UNAVAILABLE (the service cannot reach its database, or is restarting), the first
+# included; gRPC allows at most 5. Retried creates and publishes are safe with a request_id.
+DEFAULT_ATTEMPTS = 4
+
+SERVICES = (
+    webhook_service_pb2.DESCRIPTOR.services_by_name["WebhookService"].full_name,
+    event_service_pb2.DESCRIPTOR.services_by_name["EventService"].full_name,
+)
+
+
+def service_config(timeout: float = DEFAULT_TIMEOUT, attempts: int = DEFAULT_ATTEMPTS) -> str:
+    """The gRPC service config both clients use, as JSON (https://github.com/grpc/grpc/blob/master/doc/service_config.md)."""
+    method: dict[str, Any] = {"name": [{"service": service} for service in SERVICES], "timeout": f"{timeout:.3f}s"}
+    if attempts > 1:
+        method["retryPolicy"] = {
+            "maxAttempts": attempts,
+            "initialBackoff": "0.1s",
+            "maxBackoff": "2s",
+            "backoffMultiplier": 2,
+            "retryableStatusCodes": ["UNAVAILABLE"],
+        }
+    return json.dumps({"methodConfig": [method]})
+
+
+def _options(options: Sequence[tuple[str, Any]] | None, timeout: float, attempts: int) -> list[tuple[str, Any]]:
+    return [("grpc.service_config", service_config(timeout, attempts)), ("grpc.enable_retries", 1), *(options or ())]
+
+
+def _with_token(details: Any, token: str) -> Any:
+    return details._replace(metadata=[*(details.metadata or ()), ("authorization", f"Bearer {token}")])
 
 
 class Client:
     """`webhooks` and `events` are the generated stubs, sharing one channel.
 
-    Pass `credentials` (e.g. `grpc.ssl_channel_credentials(...)`) for TLS;
-    without them the channel is plaintext. A `token` goes with every call as
-    `authorization: Bearer <token>`.
+    Pass `credentials` (e.g. `grpc.ssl_channel_credentials(...)`) for TLS; without them the channel is
+    plaintext. A `token` goes with every call as `authorization: Bearer <token>`. A call without a
+    `timeout` of its own gets `timeout` seconds; one answered UNAVAILABLE is tried up to `attempts` times.
     """
 
     def __init__(
@@ -25,11 +63,14 @@ class Client:
         token: str | None = None,
         credentials: grpc.ChannelCredentials | None = None,
         options: list[tuple[str, Any]] | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        attempts: int = DEFAULT_ATTEMPTS,
     ) -> None:
+        settings = _options(options, timeout, attempts)
         if credentials is not None:
-            self.channel = grpc.secure_channel(target, credentials, options=options)
+            self.channel = grpc.secure_channel(target, credentials, options=settings)
         else:
-            self.channel = grpc.insecure_channel(target, options=options)
+            self.channel = grpc.insecure_channel(target, options=settings)
         if token is not None:
             self.channel = grpc.intercept_channel(self.channel, _TokenInterceptor(token))
         self.webhooks = webhook_service_pb2_grpc.WebhookServiceStub(self.channel)
@@ -47,6 +88,44 @@ class Client:
         self.close()
 
 
+class AsyncClient:
+    """The same for asyncio (`grpc.aio`): every stub method returns an awaitable.
+
+    async with AsyncClient("127.0.0.1:50051", token=token) as client:
+        hook = await client.webhooks.GetWebhook(GetWebhookRequest(name=name))
+    """
+
+    def __init__(
+        self,
+        target: str,
+        *,
+        token: str | None = None,
+        credentials: grpc.ChannelCredentials | None = None,
+        options: list[tuple[str, Any]] | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        attempts: int = DEFAULT_ATTEMPTS,
+    ) -> None:
+        settings = _options(options, timeout, attempts)
+        interceptors = [] if token is None else [_AsyncTokenInterceptor(token)]
+        if credentials is not None:
+            self.channel = grpc.aio.secure_channel(target, credentials, options=settings, interceptors=interceptors)
+        else:
+            self.channel = grpc.aio.insecure_channel(target, options=settings, interceptors=interceptors)
+        self.webhooks = webhook_service_pb2_grpc.WebhookServiceStub(self.channel)
+        self.events = event_service_pb2_grpc.EventServiceStub(self.channel)
+
+    async def close(self) -> None:
+        await self.channel.close()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        await self.close()
+
+
 class _TokenInterceptor(grpc.UnaryUnaryClientInterceptor):
     """An interceptor rather than call credentials, which gRPC allows on TLS channels only."""
 
@@ -54,5 +133,12 @@ class _TokenInterceptor(grpc.UnaryUnaryClientInterceptor):
         self._token = token
 
     def intercept_unary_unary(self, continuation: Any, client_call_details: Any, request: Any) -> Any:
-        metadata = [*(client_call_details.metadata or ()), ("authorization", f"Bearer {self._token}")]
-        return continuation(client_call_details._replace(metadata=metadata), request)
+        return continuation(_with_token(client_call_details, self._token), request)
+
+
+class _AsyncTokenInterceptor(grpc.aio.UnaryUnaryClientInterceptor):
+    def __init__(self, token: str) -> None:
+        self._token = token
+
+    async def intercept_unary_unary(self, continuation: Any, client_call_details: Any, request: Any) -> Any:
+        return await continuation(_with_token(client_call_details, self._token), request)

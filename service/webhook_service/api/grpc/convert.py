@@ -46,12 +46,15 @@ def enum_from_proto(descriptor: EnumDescriptor, prefix: str, domain: type[E], nu
 def _enums_from_proto(
     descriptor: EnumDescriptor, prefix: str, domain: type[E], numbers: Iterable[int], field: str, found: Violations
 ) -> tuple[E, ...]:
-    """The values of a repeated enum field; each bad entry is a violation at its index, and left out."""
-    values = (
-        found.check(enum_from_proto, descriptor, prefix, domain, number, f"{field}[{index}]")
-        for index, number in enumerate(numbers)
-    )
-    return tuple(value for value in values if value is not None)
+    """The values of a repeated enum field; each bad entry is a violation at its index. With any, the field
+    is left empty: without them the entries' indexes would shift, and the rules that name an entry by its
+    index wait for a valid list."""
+    values = []
+    for index, number in enumerate(numbers):
+        if found.full:
+            return ()
+        values.append(found.check(enum_from_proto, descriptor, prefix, domain, number, f"{field}[{index}]"))
+    return () if None in values else tuple(value for value in values if value is not None)
 
 
 def enum_to_proto(descriptor: EnumDescriptor, prefix: str, value: enum.StrEnum) -> Any:
