@@ -251,7 +251,7 @@ def test_a_rate_limited_call_says_when_to_retry(start_server: Callable[..., Runn
 
 def readme_reasons() -> set[str]:
     text = README.read_text()
-    start = text.index("### Error reasons")
+    start = text.index("## Error reasons")
     section = text[start : text.index("\n## ", start)]
     return set(re.findall(r"^\| `([A-Z_]+)` \|", section, re.M))
 
