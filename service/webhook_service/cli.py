@@ -197,13 +197,14 @@ def settings_from(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
 
 
 def run_tokens(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    if args.tokens_command == "create":
+        try:
+            organizations = parse_organizations(args.organization)
+        except ValueError as error:
+            parser.error(str(error))
     db = open_database(args.database)
     with db.connection_context():
         if args.tokens_command == "create":
-            try:
-                organizations = parse_organizations(args.organization)
-            except ValueError as error:
-                parser.error(str(error))
             info, token = tokens.create(Role(args.role), organizations, args.description)
             print(f"created token {info.principal.token_id}: role {info.principal.role}, {_scope(info)}")
             print("the token is shown once; keep it safe:")
