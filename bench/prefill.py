@@ -38,10 +38,10 @@ def sample_event(organization: str, serial: int = 0) -> Event:
 
 
 def use_secret_key(home: Path) -> None:
-    """The service keeps its key in `data/secret.key` (made on first use): the bench seals secrets with
-    the key the service it starts in `home` will open them with."""
-    key, _ = secrets.load_key(home / SECRET_KEY)
-    secrets.configure(key)
+    """The service keeps its key in `data/secret.key`: the bench makes it, as `webhooks keys create` would,
+    and seals secrets with the key the service it starts in `home` will open them with."""
+    secrets.create_key(home / SECRET_KEY)
+    secrets.configure(secrets.load_key(home / SECRET_KEY))
 
 
 def prefill(

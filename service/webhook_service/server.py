@@ -22,10 +22,10 @@ from webhook_service.dispatch.sender import Sender
 from webhook_service.dispatch.settings import DispatchSettings
 from webhook_service.domain.access import Principal
 from webhook_service.domain.limits import MAX_REQUEST_BYTES
-from webhook_service.files import write_private
+from webhook_service.files import exposure, write_private
 from webhook_service.store import secrets, tokens, webhooks
 from webhook_service.store.database import Executor, connections_for, describe, open_database
-from webhook_service.store.secrets import load_key
+from webhook_service.store.secrets import create_key, load_key
 from webhooks.v1 import event_service_pb2, event_service_pb2_grpc, webhook_service_pb2, webhook_service_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -68,6 +68,10 @@ class ServerSettings:
 class DispatchProcess:
     """The database, the HTTP sender and the dispatcher pool, as `webhooks dispatch` runs them."""
 
+    # Dispatchers never make the key: only a first `serve` on an empty database does. Anywhere else a missing
+    # key file is a lost or uncopied one, and a new key would seal secrets no other process can open.
+    makes_keys = False
+
     def __init__(self, settings: ServerSettings) -> None:
         self.settings = settings
         self.store: Executor | None = None
@@ -75,12 +79,13 @@ class DispatchProcess:
         self.dispatcher: Dispatcher | None = None
 
     async def start(self) -> None:
-        key, made = load_key(self.settings.secret_key_file)
-        if made:
-            log.info("created the key that encrypts webhook secrets: %s", self.settings.secret_key_file)
-        secrets.configure(key)
         db = open_database(self.settings.database)
         self.store = Executor(db, threads=connections_for(db, self.settings.database_pool_size))
+        key_file = self.settings.secret_key_file
+        first_start = self.makes_keys and not key_file.exists() and await self.store.run(webhooks.holds_nothing)
+        if first_start and create_key(key_file):
+            log.info("created the key that encrypts webhook secrets: %s", key_file)
+        secrets.configure(load_key(key_file))
         try:
             sealed = await self.store.run(webhooks.prepare_secrets)
         except ValueError as error:
@@ -112,6 +117,8 @@ class DispatchProcess:
 
 class Server(DispatchProcess):
     """The gRPC API beside the dispatcher; `start` returns the port actually bound (useful with port 0)."""
+
+    makes_keys = True
 
     def __init__(self, settings: ServerSettings) -> None:
         super().__init__(settings)
@@ -169,6 +176,8 @@ class Server(DispatchProcess):
         if first is not None:
             write_private(token_file, first + "\n")
             log.info("created the first admin token; it is in %s (readable by its owner only)", token_file.resolve())
+        elif token_file.exists() and (problem := exposure(token_file)) is not None:
+            log.warning("the admin token file %s", problem)
         store = self.store
 
         async def lookup(token: str) -> Principal | None:

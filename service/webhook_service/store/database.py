@@ -17,6 +17,7 @@ import peewee
 from playhouse.db_url import connect
 
 from webhook_service.domain.errors import Unavailable
+from webhook_service.files import create_private
 from webhook_service.store.models import bind_thread, bound_to, database
 from webhook_service.store.schema import migrate
 
@@ -43,8 +44,10 @@ def open_database(url: str) -> peewee.Database:
     """Connects the models to `url` and brings its schema up to date."""
     if url.startswith("sqlite"):
         db = connect(url, pragmas=SQLITE_PRAGMAS)
-        if db.database != ":memory:":
-            Path(db.database).parent.mkdir(parents=True, exist_ok=True)
+        path = Path(db.database)
+        # Made here, owner-only, before SQLite would make it readable by all; its -wal and -shm files take its mode.
+        if db.database != ":memory:" and not path.exists():
+            create_private(path, "")
     else:
         db = connect(url)
     database.initialize(db)
