@@ -12,16 +12,18 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import peewee
+
 from webhook_service import __version__
 from webhook_service.dispatch.settings import DEFAULT_RETRY_SCHEDULE, DispatchSettings
 from webhook_service.domain.access import Role, parse_organizations
 from webhook_service.domain.durations import parse_duration, parse_schedule
-from webhook_service.domain.errors import NotFound
+from webhook_service.domain.errors import NotFound, Unavailable
 from webhook_service.domain.network import parse_networks
 from webhook_service.receiver import receive
 from webhook_service.server import DispatchProcess, Server, ServerSettings, TlsSettings, run_until_signalled
 from webhook_service.store import tokens
-from webhook_service.store.database import open_database
+from webhook_service.store.database import explain_failure, open_database
 from webhook_service.store.secrets import create_key
 
 DEFAULT_DATABASE = "sqlite:///data/webhooks.db"
@@ -276,6 +278,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_tokens(args, parser)
         settings = settings_from(args, parser)
         asyncio.run(run_until_signalled(Server(settings) if args.command == "serve" else DispatchProcess(settings)))
+    except (peewee.DatabaseError, Unavailable) as error:
+        logging.getLogger("webhooks").error("%s", explain_failure(args.database, error))
+        return 1
     except (RuntimeError, OSError, ValueError) as error:
         logging.getLogger("webhooks").error("%s", error)
         return 1

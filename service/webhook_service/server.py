@@ -131,8 +131,14 @@ class Server(DispatchProcess):
         assert self.store is not None
         # With no dispatcher here (--dispatch-concurrency 0), `webhooks dispatch` processes poll for the work.
         wake = self.dispatcher.wake if self.dispatcher is not None else _nobody
+        try:
+            authenticator = await self._authenticator()
+        except Exception:
+            # The dispatcher and its HTTP sessions are running already: a start that fails here stops them.
+            await super().stop()
+            raise
         server = grpc.aio.server(
-            interceptors=[ErrorInterceptor(), AuthInterceptor(await self._authenticator(), self.settings.rate_limit)],
+            interceptors=[ErrorInterceptor(), AuthInterceptor(authenticator, self.settings.rate_limit)],
             options=[
                 # A second server on a taken port must fail, not silently share it.
                 ("grpc.so_reuseport", 0),

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -63,6 +64,24 @@ def describe(db: peewee.Database) -> str:
         return f"sqlite {Path(db.database).resolve()}"
     params = db.connect_params
     return f"postgresql {params.get('host', 'localhost')}:{params.get('port', 5432)}/{db.database}"
+
+
+def explain_failure(url: str, error: Exception) -> str:
+    """One line for the operator about a database that failed at start or in a command: which database, what
+    is wrong and what to do, without a traceback."""
+    db = connect(url)
+    cause = error.__cause__ if isinstance(error, Unavailable) else error
+    original = getattr(cause, "orig", cause)
+    detail = (str(original).strip().splitlines() or [type(original).__name__])[0]
+    if not isinstance(db, peewee.SqliteDatabase):
+        return f"cannot use the database {describe(db)} ({detail}): check the --database URL and that the server is up"
+    code = getattr(original, "sqlite_errorcode", 0) & 0xFF
+    if code in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):
+        return f"the database {describe(db)} is damaged ({detail}): restore it from a backup"
+    return (
+        f"cannot use the database {describe(db)} ({detail}): check that it is an SQLite file this user may read and "
+        "write, in a folder it may write, on a disk with room"
+    )
 
 
 def connections_for(db: peewee.Database, pool_size: int) -> int:
