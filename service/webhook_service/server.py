@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
+import peewee
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
@@ -26,10 +27,11 @@ from webhook_service.dispatch.sender import Sender
 from webhook_service.dispatch.settings import DispatchSettings
 from webhook_service.domain.access import Principal
 from webhook_service.domain.limits import MAX_REQUEST_BYTES
-from webhook_service.files import write_private
+from webhook_service.files import exposure, write_private
 from webhook_service.store import tokens, webhooks
 from webhook_service.store.database import Executor, connections_for, describe, open_database
-from webhook_service.store.secrets import SecretBox, load_key
+from webhook_service.store.models import bound_to
+from webhook_service.store.secrets import SecretBox, create_key, load_key
 from webhooks.v1 import event_service_pb2, event_service_pb2_grpc, webhook_service_pb2, webhook_service_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -87,6 +89,10 @@ class ServerSettings:
 class DispatchProcess:
     """The database, the HTTP sender and the dispatcher pool, as `webhooks dispatch` runs them."""
 
+    # Dispatchers never make the key: only a first `serve` on an empty database does. Anywhere else a missing
+    # key file is a lost or uncopied one, and a new key would seal secrets no other process can open.
+    makes_keys = False
+
     def __init__(self, settings: ServerSettings) -> None:
         self.settings = settings
         self.store: Executor | None = None
@@ -114,11 +120,11 @@ class DispatchProcess:
         return "" if self.http is None else f", HTTP on {self.http.describe()}"
 
     async def _open(self) -> None:
-        key, made = load_key(self.settings.secret_key_file)
-        if made:
-            log.info("created the key that encrypts webhook secrets: %s", self.settings.secret_key_file)
         db = open_database(self.settings.database)
-        self.store = Executor(db, connections_for(db, self.settings.database_pool_size), SecretBox(key))
+        key_file = self.settings.secret_key_file
+        if self.makes_keys and not key_file.exists() and _holds_nothing(db) and create_key(key_file):
+            log.info("created the key that encrypts webhook secrets: %s", key_file)
+        self.store = Executor(db, connections_for(db, self.settings.database_pool_size), SecretBox(load_key(key_file)))
         try:
             sealed = await self.store.run(webhooks.prepare_secrets)
         except ValueError as error:
@@ -153,6 +159,8 @@ class DispatchProcess:
 class Server(DispatchProcess):
     """The gRPC API beside the dispatcher; `start` returns the port actually bound (useful with port 0)."""
 
+    makes_keys = True
+
     def __init__(self, settings: ServerSettings) -> None:
         super().__init__(settings)
         self.health = health_aio.HealthServicer()
@@ -165,10 +173,16 @@ class Server(DispatchProcess):
         assert self.store is not None
         # With no dispatcher here (--dispatch-concurrency 0), `webhooks dispatch` processes poll for the work.
         wake = self.dispatcher.wake if self.dispatcher is not None else _nobody
+        try:
+            authenticator = await self._authenticator()
+        except Exception:
+            # The dispatcher and its HTTP sessions are running already: a start that fails here stops them.
+            await super().stop()
+            raise
         app = Application(
             self.store,
             self.sender,
-            authenticator=await self._authenticator(),
+            authenticator=authenticator,
             rate_limit=self.settings.rate_limit,
             max_calls=self.settings.max_concurrent_rpcs,
             first_delay=self.settings.dispatch.retry_schedule[0],
@@ -238,6 +252,8 @@ class Server(DispatchProcess):
         if first is not None:
             write_private(token_file, first + "\n")
             log.info("created the first admin token; it is in %s (readable by its owner only)", token_file.resolve())
+        elif token_file.exists() and (problem := exposure(token_file)) is not None:
+            log.warning("the admin token file %s", problem)
         store = self.store
 
         async def lookup(token: str) -> Principal | None:
@@ -271,3 +287,9 @@ async def run_until_signalled(process: DispatchProcess) -> None:
     await stopping.wait()
     log.info("shutting down")
     await process.stop()
+
+
+def _holds_nothing(db: peewee.Database) -> bool:
+    """Whether the database has neither webhooks nor tokens: a first start, which may make the key."""
+    with bound_to(db), db.connection_context():
+        return webhooks.holds_nothing()
