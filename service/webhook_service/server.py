@@ -96,6 +96,7 @@ class DispatchProcess:
     def __init__(self, settings: ServerSettings) -> None:
         self.settings = settings
         self.store: Executor | None = None
+        self.token_store: Executor | None = None
         self.sender = Sender(settings.dispatch.delivery_timeout, settings.dispatch.allow_network)
         self.dispatcher: Dispatcher | None = None
         self.http: HttpListener | None = None
@@ -152,8 +153,9 @@ class DispatchProcess:
         if self.http is not None:
             await self.http.stop()
         await self.sender.close()
-        if self.store is not None:
-            self.store.close()
+        for store in (self.store, self.token_store):
+            if store is not None:
+                store.close()
 
 
 class Server(DispatchProcess):
@@ -254,10 +256,11 @@ class Server(DispatchProcess):
             log.info("created the first admin token; it is in %s (readable by its owner only)", token_file.resolve())
         elif token_file.exists() and (problem := exposure(token_file)) is not None:
             log.warning("the admin token file %s", problem)
-        store = self.store
+        # Token lookups get a connection of their own, so they never queue behind publishes and deliveries.
+        lookups = self.token_store = Executor(self.store.db, 1, self.store.box)
 
         async def lookup(token: str) -> Principal | None:
-            return await store.admit(tokens.find, token)
+            return await lookups.admit(tokens.find, token)
 
         return Authenticator(lookup)
 

@@ -133,6 +133,7 @@ class Executor:
 
     def __init__(self, db: peewee.Database, threads: int, box: SecretBox) -> None:
         self.db = db
+        self.box = box
         self._local = threading.local()
         self._pool = ThreadPoolExecutor(
             max_workers=threads, thread_name_prefix="store", initializer=_bind_thread, initargs=(db, box)
