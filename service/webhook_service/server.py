@@ -20,6 +20,7 @@ from webhook_service.api.grpc.errors import ErrorInterceptor
 from webhook_service.api.grpc.event_service import EventService
 from webhook_service.api.grpc.webhook_service import WebhookService
 from webhook_service.api.http import OFF, HttpListener, Installer
+from webhook_service.api.rest import RestApi
 from webhook_service.app import Application
 from webhook_service.app.authentication import Authenticator
 from webhook_service.dispatch.pool import Dispatcher
@@ -169,6 +170,10 @@ class Server(DispatchProcess):
         self.app: Application | None = None
         self.port = 0
         self._server: grpc.aio.Server | None = None
+
+    def _http_doors(self) -> list[Installer]:
+        assert self.app is not None, "the application is made before the HTTP listener starts"
+        return [RestApi(self.app).install]
 
     async def start(self) -> None:
         await self._open()
