@@ -2,35 +2,25 @@
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 import time
-from pathlib import Path
 
-from tests.support.process import ServiceProcess
+from tests.support.readme import run_script, section, walk_through_receiver
 from tests.support.rest import Rest, token_auth
 from tests.support.running import RunningServer
-from tests.test_readme import free_port, section
 
 
 def test_rest_examples_run_as_written(server: RunningServer) -> None:
     assert server.server.http is not None
-    [receive_line] = re.findall(r"```console\n(.*?)\n```", section("Walk-through with grpcurl"), re.S)
     [script] = re.findall(r"```sh\n(.*?)```", section("REST API"), re.S)
-    receiver_address = f"127.0.0.1:{free_port()}"
-    receiver = ServiceProcess(receive_line.replace("127.0.0.1:8000", receiver_address).split()[1:], wait_for_port=False)
-    try:
-        assert receiver.wait_for_log("receiving on"), receiver.log
-        script = (
-            script.replace("127.0.0.1:8080", f"127.0.0.1:{server.server.http.port}")
-            .replace("127.0.0.1:8000", receiver_address)
-            .replace("data/admin-token", str(server.settings.admin_token_file))
-        )
-        env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-        done = subprocess.run(
-            ["bash", "-euo", "pipefail", "-c", script], capture_output=True, text=True, env=env, timeout=60
+    with walk_through_receiver() as (receiver, receiver_address):
+        done = run_script(
+            script,
+            {
+                "127.0.0.1:8080": f"127.0.0.1:{server.server.http.port}",
+                "127.0.0.1:8000": receiver_address,
+                "data/admin-token": str(server.settings.admin_token_file),
+            },
         )
         assert done.returncode == 0, done.stdout + done.stderr
         assert '"hasSecret": true' in done.stdout
@@ -47,7 +37,5 @@ def test_rest_examples_run_as_written(server: RunningServer) -> None:
         assert receiver.log.count("kind=ping") >= 2
         assert receiver.log.count("signature=valid") >= 2
         assert "INVALID" not in receiver.log
-    finally:
-        receiver.kill()
     # It cleans up after itself.
     assert Rest(server, token_auth(server.admin_token)).ok("GET", "/orgs/acme/hooks") == []
