@@ -38,10 +38,11 @@ def sample_event(organization: str, serial: int = 0) -> Event:
 
 
 def use_secret_key(home: Path) -> None:
-    """The service keeps its key in `data/secret.key` (made on first use): the bench seals secrets with
-    the key the service it starts in `home` will open them with; the calling thread holds it."""
-    key, _ = secrets.load_key(home / SECRET_KEY)
-    secrets.bind_thread(secrets.SecretBox(key))
+    """The service keeps its key in `data/secret.key`: the bench makes it, as `webhooks keys create` would,
+    and seals secrets with the key the service it starts in `home` will open them with; the calling thread
+    holds it."""
+    secrets.create_key(home / SECRET_KEY)
+    secrets.bind_thread(secrets.SecretBox(secrets.load_key(home / SECRET_KEY)))
 
 
 def prefill(

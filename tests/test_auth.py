@@ -142,6 +142,15 @@ def test_a_token_for_several_organizations_reaches_each_and_no_other(server: Run
         assert error.code() == grpc.StatusCode.PERMISSION_DENIED
 
 
+@pytest.mark.parametrize("organization", ["team-a,team-b", "team a", "", "o" * 101, "organizations/team-a"])
+def test_tokens_create_takes_one_valid_organization_name_per_flag(server: RunningServer, organization: str) -> None:
+    before = tokens_command(server.settings.database, "list").stdout
+    done = tokens_command(server.settings.database, "create", "--role", "reader", "--organization", organization)
+    assert done.returncode == 2
+    assert f"--organization {organization!r} is not an organization name" in done.stderr
+    assert tokens_command(server.settings.database, "list").stdout == before
+
+
 def test_a_star_token_reaches_every_organization(server: RunningServer) -> None:
     token = create_token(server.settings.database, "publisher", "*")
     with server.client(token) as client:

@@ -22,7 +22,7 @@ from tests.helpers import delivery_id, make_webhook
 from tests.support.postgres import PostgresCluster
 from tests.support.process import ServiceProcess
 from tests.support.receiver import Receiver, Reply
-from tests.support.tokens import create_token
+from tests.support.tokens import create_key, create_token
 from webhook_service.store.database import IDLE_CHECK_SECONDS
 from webhooks.v1 import event_service_pb2
 from webhooks_client import Client
@@ -31,6 +31,13 @@ ORGANIZATION = "organizations/crazy-adventures"  # the organization of seed's ev
 LOOPBACK = ("--allow-network", "127.0.0.0/8")
 OWNER = re.compile(r"dispatching from database postgresql \S+ as (\S+)")
 REQUEST = event_service_pb2.PublishEventRequest(event=seed.update_event())
+
+
+def new_deployment(url: str, cwd: Path) -> str:
+    """A deployment set up by hand, as the README's scale-out does: its key first (processes started in `cwd` read
+    data/secret.key), then an admin token, which the first `serve` would otherwise make."""
+    create_key(cwd / "data" / "secret.key")
+    return create_token(url, "admin", "*")
 
 
 def start_server(url: str, cwd: Path, *flags: str) -> ServiceProcess:
@@ -131,11 +138,10 @@ def test_two_servers_three_dispatchers_deliver_every_event_exactly_once(
     total = 5000
     path = f"/cluster-{uuid.uuid4().hex[:8]}"
     url = postgres_cluster.new_database()
-    token = create_token(url, "admin", "*")
+    token = new_deployment(url, tmp_path)
     started: list[ServiceProcess] = []
     clients: list[Client] = []
     try:
-        # One at a time: the first process to start creates data/secret.key, which the others then read.
         for _ in range(2):
             started.append(start_server(url, tmp_path, "--dispatch-concurrency", "0"))
         owners: dict[str, ServiceProcess] = {}
@@ -206,7 +212,7 @@ def test_a_dispatcher_killed_mid_way_loses_nothing(
     # Slow enough answers that the killed dispatcher has requests in flight when it dies.
     receiver.script(path, [Reply(delay=0.05)])
     url = postgres_cluster.new_database()
-    token = create_token(url, "admin", "*")
+    token = new_deployment(url, tmp_path)
     started: list[ServiceProcess] = []
     clients: list[Client] = []
     try:
@@ -305,7 +311,7 @@ def test_database_restart_while_publishing(
     # Answers slow enough that requests are in flight when the database goes: their attempts cannot be recorded.
     receiver.script(path, [Reply(delay=0.3)])
     url = postgres_cluster.new_database()
-    token = create_token(url, "admin", "*")
+    token = new_deployment(url, tmp_path)
     # Leases of deliveries whose attempts could not be recorded during the outage expire after 2 * 2 + 5 = 9 s.
     server = start_server(url, tmp_path, "--delivery-timeout", "2s")
     # (call start, call end, status code name, delivery ID when OK)
@@ -390,7 +396,7 @@ def test_idle_connections_recover_after_a_database_restart(
 ) -> None:
     """Connections that sat idle through a restart are replaced before use, so the first calls after it succeed."""
     url = postgres_cluster.new_database()
-    token = create_token(url, "admin", "*")
+    token = new_deployment(url, tmp_path)
     server = start_server(url, tmp_path, "--dispatch-concurrency", "0")
     try:
         with Client(server.target, token=token) as client:
@@ -439,7 +445,7 @@ def test_two_servers_racing_on_one_request_id_store_one_event(
 ) -> None:
     """The idempotency key is unique in the database, so concurrent repeats on different servers agree."""
     url = postgres_cluster.new_database()
-    token = create_token(url, "admin", "*")
+    token = new_deployment(url, tmp_path)
     servers = [start_server(url, tmp_path, "--dispatch-concurrency", "0") for _ in range(2)]
     try:
         clients = [Client(server.target, token=token) for server in servers]
@@ -463,7 +469,7 @@ def test_a_separate_dispatcher_hears_of_new_deliveries_at_once(
 ) -> None:
     """PostgreSQL notifications wake `webhooks dispatch` when an API server publishes, well within its poll."""
     url = postgres_cluster.new_database()
-    token = create_token(url, "admin", "*")
+    token = new_deployment(url, tmp_path)
     server = start_server(url, tmp_path, "--dispatch-concurrency", "0")
     dispatcher, _ = start_dispatcher(url, tmp_path)
     try:

@@ -4,50 +4,26 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 from tests.support.postgres import PostgresCluster
-from tests.support.process import ServiceProcess
+from tests.support.readme import README, free_port, run_script, section, walk_through_receiver
 from tests.support.running import RunningServer
-
-README = Path(__file__).parent.parent / "README.md"
-
-
-def section(title: str) -> str:
-    text = README.read_text()
-    start = text.index(f"## {title}")
-    end = text.find("\n## ", start + 1)
-    return text[start : end if end > 0 else None]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def test_walk_through_runs_as_written(server: RunningServer) -> None:
-    walk = section("Walk-through with grpcurl")
-    [receive_line] = re.findall(r"```console\n(.*?)\n```", walk, re.S)
-    [script] = re.findall(r"```sh\n(.*?)```", walk, re.S)
-    receiver_address = f"127.0.0.1:{free_port()}"
-    receive_args = receive_line.replace("127.0.0.1:8000", receiver_address).split()[1:]
-    receiver = ServiceProcess(receive_args, wait_for_port=False)
-    try:
-        assert receiver.wait_for_log("receiving on"), receiver.log
-        script = (
-            script.replace("127.0.0.1:50051", server.target)
-            .replace("127.0.0.1:8000", receiver_address)
-            .replace("data/admin-token", str(server.settings.admin_token_file))
-        )
-        env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-        done = subprocess.run(
-            ["bash", "-euo", "pipefail", "-c", script], capture_output=True, text=True, env=env, timeout=60
+    [script] = re.findall(r"```sh\n(.*?)```", section("Walk-through with grpcurl"), re.S)
+    with walk_through_receiver() as (receiver, receiver_address):
+        done = run_script(
+            script,
+            {
+                "127.0.0.1:50051": server.target,
+                "127.0.0.1:8000": receiver_address,
+                "data/admin-token": str(server.settings.admin_token_file),
+            },
         )
         assert done.returncode == 0, done.stdout + done.stderr
         assert '"display_name": "Everything"' in done.stdout
@@ -62,8 +38,6 @@ def test_walk_through_runs_as_written(server: RunningServer) -> None:
         assert receiver.log.count("signature=valid") >= 3
         assert "INVALID" not in receiver.log
         assert '"resourceChanges"' in receiver.log
-    finally:
-        receiver.kill()
 
 
 def test_token_commands_run_as_written(tmp_path: Path) -> None:

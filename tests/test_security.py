@@ -17,6 +17,7 @@ from tests.support.databases import Databases
 from tests.support.process import ServiceProcess
 from tests.support.receiver import Receiver
 from tests.support.running import RunningServer
+from tests.support.tokens import create_key
 from webhook_service.domain.limits import MAX_WEBHOOKS_PER_ORGANIZATION, MAX_WEBHOOKS_PER_STACK
 from webhook_service.server import TlsSettings
 from webhooks.v1 import event_service_pb2, webhook_pb2, webhook_service_pb2_grpc
@@ -85,13 +86,22 @@ def test_a_database_copy_without_the_key_reveals_nothing_and_the_wrong_key_is_re
     with running.client() as client:
         make_webhook(client, "organizations/acme", receiver.url("/key"), secret="keyed")
     running.stop()
-    copy = ServiceProcess(
-        ["serve", "--listen", "127.0.0.1:0", "--database", running.settings.database], cwd=tmp_path, wait_for_port=False
-    )
-    assert copy.process.wait(30) != 0
+    key_file = tmp_path / "data" / "secret.key"
+    without_key = refused_copy(running.settings.database, tmp_path)
+    assert f"the key file {key_file.relative_to(tmp_path)} does not exist" in without_key
+    # Refused before a key is made: a new key could open nothing sealed with the old one.
+    assert not key_file.exists()
+    create_key(key_file)
+    assert "cannot be decrypted with this --secret-key-file" in refused_copy(running.settings.database, tmp_path)
+
+
+def refused_copy(database: str, cwd: Path) -> str:
+    """The log of a `webhooks serve` in `cwd` on `database` that must refuse to start."""
+    copy = ServiceProcess(["serve", "--listen", "127.0.0.1:0", "--database", database], cwd=cwd, wait_for_port=False)
+    assert copy.process.wait(30) == 1
     copy._reader.join(5)
-    assert "cannot be decrypted with this --secret-key-file" in copy.log
     assert "keyed" not in copy.log
+    return copy.log
 
 
 def _certificates(tmp_path: Path) -> tuple[Authority, Authority]:

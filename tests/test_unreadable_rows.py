@@ -13,6 +13,7 @@ from tests.helpers import get_delivery, make_webhook, publish, wait_for_delivery
 from tests.support.receiver import Receiver
 from tests.support.running import RunningServer, settings_in
 from tests.support.sql import execute
+from tests.support.tokens import create_key
 from webhook_service.store.secrets import PREFIX
 from webhooks.v1 import delivery_pb2, webhook_service_pb2
 
@@ -63,6 +64,7 @@ def test_a_database_sealed_with_another_key_is_refused_naming_the_key_file(
         make_webhook(client, f"organizations/{org}", "https://example.com/hook", secret="s3cr3t")
     other_folder = tmp_path / "elsewhere"
     settings = settings_in(other_folder, first.settings.database)
+    create_key(settings.secret_key_file)
     with pytest.raises(RuntimeError) as refused:
         RunningServer(settings)
     message = str(refused.value)

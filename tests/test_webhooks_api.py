@@ -122,6 +122,8 @@ INVALID_CREATES = [
     ("webhook.payload_url", {"payload_url": "https:///no-host"}),
     ("webhook.payload_url", {"payload_url": "example.com/x"}),
     ("webhook.payload_url", {"payload_url": "https://example.com:99999/x"}),
+    ("webhook.payload_url", {"payload_url": "https://example.com:0/x"}),
+    ("webhook.payload_url", {"payload_url": "http://93.184.216.34:0/x"}),
     ("webhook.payload_url", {"payload_url": "https://example.com/" + "x" * 2048}),
     ("webhook.secret", {"secret": "s" * 513}),
     ("webhook.format", {"format": 42}),
@@ -236,6 +238,8 @@ def test_update_mask_naming_secret_with_empty_value_removes_it(client: Client, o
         (["colour"], {}, "update_mask"),
         (["display_name"], {"display_name": ""}, "webhook.display_name"),
         (["payload_url"], {"payload_url": "mailto:x@example.com"}, "webhook.payload_url"),
+        (["payload_url"], {"payload_url": "https://example.com:0/x"}, "webhook.payload_url"),
+        (["payload_url"], {"payload_url": "https://example.com:65536/x"}, "webhook.payload_url"),
         (["filters"], {"filters": [webhook_pb2.WEBHOOK_FILTER_STACK_CREATED]}, "webhook.filters[0]"),
         (["format"], {"format": 17}, "webhook.format"),
     ],
@@ -252,6 +256,21 @@ def test_rejected_update_names_the_field_and_changes_nothing(
     )
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert list(field_violations(error)) == [field]
+    assert client.webhooks.GetWebhook(WS.GetWebhookRequest(name=made.name)) == made
+
+
+def test_a_huge_unknown_mask_path_is_named_briefly(client: Client, org: str) -> None:
+    """Echoed whole, a 100 KB path would make the error overflow the reply's metadata: RESOURCE_EXHAUSTED."""
+    made = create(client, f"organizations/{org}")
+    path = "colour" + "x" * 100_000
+    error = rpc_error(
+        client.webhooks.UpdateWebhook,
+        WS.UpdateWebhookRequest(webhook=Webhook(name=made.name), update_mask=field_mask_pb2.FieldMask(paths=[path])),
+    )
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert list(field_violations(error)) == ["update_mask"]
+    assert f"unknown field '{path[:63]}…'" in (error.details() or "")
+    assert len(error.details() or "") < 300
     assert client.webhooks.GetWebhook(WS.GetWebhookRequest(name=made.name)) == made
 
 

@@ -12,16 +12,19 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import peewee
+
 from webhook_service import __version__
 from webhook_service.dispatch.settings import DEFAULT_RETRY_SCHEDULE, DispatchSettings
 from webhook_service.domain.access import Role, parse_organizations
 from webhook_service.domain.durations import parse_duration, parse_schedule
-from webhook_service.domain.errors import NotFound
+from webhook_service.domain.errors import NotFound, Unavailable
 from webhook_service.domain.network import parse_networks
 from webhook_service.receiver import receive
 from webhook_service.server import DispatchProcess, Server, ServerSettings, TlsSettings, run_until_signalled
 from webhook_service.store import tokens
-from webhook_service.store.database import open_database
+from webhook_service.store.database import explain_failure, open_database
+from webhook_service.store.secrets import create_key
 
 DEFAULT_DATABASE = "sqlite:///data/webhooks.db"
 TRUE_WORDS = ("1", "true", "yes", "on")
@@ -79,6 +82,10 @@ def add_database_flag(parser: argparse.ArgumentParser) -> None:
     add_flag(parser, "--database", "peewee database URL", DEFAULT_DATABASE)
 
 
+def add_key_flag(parser: argparse.ArgumentParser) -> None:
+    add_flag(parser, "--secret-key-file", "key that encrypts webhook secrets at rest", "data/secret.key", type=Path)
+
+
 def add_dispatch_flags(parser: argparse.ArgumentParser) -> None:
     add_database_flag(parser)
     add_flag(
@@ -106,7 +113,7 @@ def add_dispatch_flags(parser: argparse.ArgumentParser) -> None:
     add_flag(parser, "--disable-after", "continuous failure before a webhook is deactivated", "5d", type=duration)
     add_flag(parser, "--retention", "how long events and deliveries are kept", "30d", type=duration)
     add_flag(parser, "--grace", "time given to in-flight calls and deliveries on shutdown", "10s", type=duration)
-    add_flag(parser, "--secret-key-file", "key that encrypts webhook secrets at rest", "data/secret.key", type=Path)
+    add_key_flag(parser)
     add_flag(
         parser,
         "--allow-network",
@@ -170,6 +177,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_database_flag(revoke)
     revoke.add_argument("token_id")
 
+    key_commands = commands.add_parser("keys", help="manage the key that encrypts webhook secrets").add_subparsers(
+        dest="keys_command", required=True
+    )
+    add_key_flag(key_commands.add_parser("create", help="make the key of a new deployment; never replaces a key"))
+
     receive_command = commands.add_parser("receive", help="print deliveries posted to HOST:PORT, checking signatures")
     add_flag(receive_command, "--listen", "HTTP address HOST:PORT to receive on", "127.0.0.1:8000")
     add_flag(receive_command, "--secret", "the webhook's secret, to check Pulumi-Webhook-Signature", "")
@@ -213,13 +225,14 @@ def settings_from(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
 
 
 def run_tokens(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    if args.tokens_command == "create":
+        try:
+            organizations = parse_organizations(args.organization)
+        except ValueError as error:
+            parser.error(str(error))
     db = open_database(args.database)
     with db.connection_context():
         if args.tokens_command == "create":
-            try:
-                organizations = parse_organizations(args.organization)
-            except ValueError as error:
-                parser.error(str(error))
             info, token = tokens.create(Role(args.role), organizations, args.description)
             print(f"created token {info.principal.token_id}: role {info.principal.role}, {_scope(info)}")
             print("the token is shown once; keep it safe:")
@@ -241,6 +254,20 @@ def run_tokens(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
     return 0
 
 
+def run_keys(args: argparse.Namespace) -> int:
+    key_file = args.secret_key_file
+    if not create_key(key_file):
+        print(
+            f"webhooks keys create: {key_file} exists and is kept: a new key would leave the secrets sealed with it "
+            "unreadable",
+            file=sys.stderr,
+        )
+        return 1
+    print(f"created the key that encrypts webhook secrets: {key_file} (readable by its owner only)")
+    print("every `webhooks serve` and `webhooks dispatch` of this deployment needs a copy of it")
+    return 0
+
+
 def _scope(info: tokens.TokenInfo) -> str:
     organizations = info.principal.organizations
     return "*" if organizations is None else ",".join(sorted(organizations))
@@ -258,14 +285,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(receive(args.listen, args.secret))
         return 0
-    if args.command == "tokens":
-        return run_tokens(args, parser)
     if args.command == "dispatch" and args.dispatch_concurrency == 0:
         parser.error("webhooks dispatch needs --dispatch-concurrency of at least 1")
-    settings = settings_from(args, parser)
-    process = Server(settings) if args.command == "serve" else DispatchProcess(settings)
     try:
-        asyncio.run(run_until_signalled(process))
+        if args.command == "keys":
+            return run_keys(args)
+        if args.command == "tokens":
+            return run_tokens(args, parser)
+        settings = settings_from(args, parser)
+        asyncio.run(run_until_signalled(Server(settings) if args.command == "serve" else DispatchProcess(settings)))
+    except (peewee.DatabaseError, Unavailable) as error:
+        logging.getLogger("webhooks").error("%s", explain_failure(args.database, error))
+        return 1
     except (RuntimeError, OSError, ValueError) as error:
         logging.getLogger("webhooks").error("%s", error)
         return 1

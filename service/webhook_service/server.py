@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
+import peewee
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 
@@ -19,6 +20,7 @@ from webhook_service.api.grpc.event_service import EventService
 from webhook_service.api.grpc.reflection import enable_reflection
 from webhook_service.api.grpc.webhook_service import WebhookService
 from webhook_service.api.http import OFF, HttpListener, Installer
+from webhook_service.api.rest import RestApi
 from webhook_service.app import Application
 from webhook_service.app.authentication import Authenticator
 from webhook_service.dispatch.pool import Dispatcher
@@ -26,10 +28,11 @@ from webhook_service.dispatch.sender import Sender
 from webhook_service.dispatch.settings import DispatchSettings
 from webhook_service.domain.access import Principal
 from webhook_service.domain.limits import MAX_REQUEST_BYTES
-from webhook_service.files import write_private
+from webhook_service.files import exposure, write_private
 from webhook_service.store import tokens, webhooks
 from webhook_service.store.database import Executor, connections_for, describe, open_database
-from webhook_service.store.secrets import SecretBox, load_key
+from webhook_service.store.models import bound_to
+from webhook_service.store.secrets import SecretBox, create_key, load_key
 from webhooks.v1 import event_service_pb2, event_service_pb2_grpc, webhook_service_pb2, webhook_service_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -87,9 +90,14 @@ class ServerSettings:
 class DispatchProcess:
     """The database, the HTTP sender and the dispatcher pool, as `webhooks dispatch` runs them."""
 
+    # Dispatchers never make the key: only a first `serve` on an empty database does. Anywhere else a missing
+    # key file is a lost or uncopied one, and a new key would seal secrets no other process can open.
+    makes_keys = False
+
     def __init__(self, settings: ServerSettings) -> None:
         self.settings = settings
         self.store: Executor | None = None
+        self.token_store: Executor | None = None
         self.sender = Sender(settings.dispatch.delivery_timeout, settings.dispatch.allow_network)
         self.dispatcher: Dispatcher | None = None
         self.http: HttpListener | None = None
@@ -114,11 +122,11 @@ class DispatchProcess:
         return "" if self.http is None else f", HTTP on {self.http.describe()}"
 
     async def _open(self) -> None:
-        key, made = load_key(self.settings.secret_key_file)
-        if made:
-            log.info("created the key that encrypts webhook secrets: %s", self.settings.secret_key_file)
         db = open_database(self.settings.database)
-        self.store = Executor(db, connections_for(db, self.settings.database_pool_size), SecretBox(key))
+        key_file = self.settings.secret_key_file
+        if self.makes_keys and not key_file.exists() and _holds_nothing(db) and create_key(key_file):
+            log.info("created the key that encrypts webhook secrets: %s", key_file)
+        self.store = Executor(db, connections_for(db, self.settings.database_pool_size), SecretBox(load_key(key_file)))
         try:
             sealed = await self.store.run(webhooks.prepare_secrets)
         except ValueError as error:
@@ -146,12 +154,15 @@ class DispatchProcess:
         if self.http is not None:
             await self.http.stop()
         await self.sender.close()
-        if self.store is not None:
-            self.store.close()
+        for store in (self.store, self.token_store):
+            if store is not None:
+                store.close()
 
 
 class Server(DispatchProcess):
     """The gRPC API beside the dispatcher; `start` returns the port actually bound (useful with port 0)."""
+
+    makes_keys = True
 
     def __init__(self, settings: ServerSettings) -> None:
         super().__init__(settings)
@@ -160,15 +171,25 @@ class Server(DispatchProcess):
         self.port = 0
         self._server: grpc.aio.Server | None = None
 
+    def _http_doors(self) -> list[Installer]:
+        assert self.app is not None, "the application is made before the HTTP listener starts"
+        return [RestApi(self.app).install]
+
     async def start(self) -> None:
         await self._open()
         assert self.store is not None
         # With no dispatcher here (--dispatch-concurrency 0), `webhooks dispatch` processes poll for the work.
         wake = self.dispatcher.wake if self.dispatcher is not None else _nobody
+        try:
+            authenticator = await self._authenticator()
+        except Exception:
+            # The dispatcher and its HTTP sessions are running already: a start that fails here stops them.
+            await super().stop()
+            raise
         app = Application(
             self.store,
             self.sender,
-            authenticator=await self._authenticator(),
+            authenticator=authenticator,
             rate_limit=self.settings.rate_limit,
             max_calls=self.settings.max_concurrent_rpcs,
             first_delay=self.settings.dispatch.retry_schedule[0],
@@ -235,10 +256,13 @@ class Server(DispatchProcess):
         if first is not None:
             write_private(token_file, first + "\n")
             log.info("created the first admin token; it is in %s (readable by its owner only)", token_file.resolve())
-        store = self.store
+        elif token_file.exists() and (problem := exposure(token_file)) is not None:
+            log.warning("the admin token file %s", problem)
+        # Token lookups get a connection of their own, so they never queue behind publishes and deliveries.
+        lookups = self.token_store = Executor(self.store.db, 1, self.store.box)
 
         async def lookup(token: str) -> Principal | None:
-            return await store.admit(tokens.find, token)
+            return await lookups.admit(tokens.find, token)
 
         return Authenticator(lookup)
 
@@ -268,3 +292,9 @@ async def run_until_signalled(process: DispatchProcess) -> None:
     await stopping.wait()
     log.info("shutting down")
     await process.stop()
+
+
+def _holds_nothing(db: peewee.Database) -> bool:
+    """Whether the database has neither webhooks nor tokens: a first start, which may make the key."""
+    with bound_to(db), db.connection_context():
+        return webhooks.holds_nothing()

@@ -11,7 +11,8 @@ from webhook_service.app.authentication import Authenticator
 from webhook_service.domain import access
 from webhook_service.domain.access import Principal
 from webhook_service.domain.admission import Gate
-from webhook_service.domain.errors import Reason, ResourceExhausted
+from webhook_service.domain.errors import Reason, ResourceExhausted, Unauthenticated
+from webhook_service.domain.failures import FailureLimit
 from webhook_service.domain.ratelimit import RateLimiter
 
 
@@ -23,21 +24,35 @@ class Calls:
         self._authenticator = authenticator
         self._limiter = RateLimiter(rate_limit) if rate_limit > 0 else None
         self._gate = Gate(max_calls, "the server")
+        self._failures = FailureLimit()
 
     @contextlib.asynccontextmanager
-    async def call(self, authorization: str | None, operation: str) -> AsyncIterator[Principal]:
+    async def call(self, authorization: str | None, operation: str, peer: str = "") -> AsyncIterator[Principal]:
         """The caller behind an `authorization` value (`Bearer <token>` or Pulumi's `token <token>`), for
-        the duration of one call to `operation`, which its role must allow before its request is even read."""
+        the duration of one call to `operation`, which its role must allow before its request is even read.
+        `peer` (the connection it came by) is refused for a while after too many failed authentications."""
         with self._gate.enter():
-            caller = await self._principal(authorization)
+            caller = await self._principal(authorization, peer)
             access.check_operation(caller, operation)
             self._limit(caller)
             yield caller
 
-    async def _principal(self, authorization: str | None) -> Principal:
+    async def _principal(self, authorization: str | None, peer: str) -> Principal:
         if self._authenticator is None:
             return access.UNAUTHENTICATED_ADMIN
-        return await self._authenticator.principal(access.token_from_metadata(authorization))
+        moment = time.monotonic()
+        wait = self._failures.wait(peer, moment)
+        if wait > 0:
+            raise ResourceExhausted(
+                f"too many failed authentications from this connection; retry in {wait:.3f}s",
+                retry_after=wait,
+                reason=Reason.TOO_MANY_FAILED_AUTHENTICATIONS,
+            )
+        try:
+            return await self._authenticator.principal(access.token_from_metadata(authorization))
+        except Unauthenticated:
+            self._failures.failed(peer, moment)
+            raise
 
     def _limit(self, caller: Principal) -> None:
         if self._limiter is None:

@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 
 MAX_FLUSH = 500
 LISTEN_RETRY_SECONDS = 1.0
+FAILURE_REPEAT_SECONDS = 60.0
+MAX_FAILURE_KINDS = 100
 
 
 class Dispatcher:
@@ -55,6 +57,8 @@ class Dispatcher:
         self._flushing: asyncio.Task[None] | None = None
         self._pruning: asyncio.Task[None] | None = None
         self._listening: asyncio.Task[None] | None = None
+        # Each kind of claim failure, with when it may be logged again.
+        self._claim_failures: dict[str, float] = {}
 
     def wake(self) -> None:
         """New deliveries are due: look now rather than at the next poll."""
@@ -117,8 +121,8 @@ class Dispatcher:
                 in_flight = frozenset(self._tasks) | self._unrecorded
                 try:
                     claimed = await self.store.run(deliveries.claim, self.owner, settings.lease, capacity, in_flight)
-                except Exception:
-                    log.exception("claiming deliveries failed; retrying")
+                except Exception as error:
+                    self._claim_failed(error)
                 for claim in claimed:
                     self._busy[claim.webhook_row] += 1
                     self._busy_organizations[claim.organization] += 1
@@ -136,6 +140,17 @@ class Dispatcher:
                 continue
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), settings.poll_interval)
+
+    def _claim_failed(self, error: Exception) -> None:
+        """A broken store fails every poll, four times a second: each kind of failure is told once a minute."""
+        kind = f"{type(error).__name__}: {error}"
+        moment = time.monotonic()
+        if moment < self._claim_failures.get(kind, moment):
+            return
+        if len(self._claim_failures) >= MAX_FAILURE_KINDS:
+            self._claim_failures.clear()
+        self._claim_failures[kind] = moment + FAILURE_REPEAT_SECONDS
+        log.error("claiming deliveries failed (%s); retrying, and saying so at most once a minute", kind)
 
     async def _deliver(self, claim: Claim) -> None:
         try:

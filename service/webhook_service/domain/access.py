@@ -8,6 +8,7 @@ import secrets
 from dataclasses import dataclass
 
 from webhook_service.domain.errors import PermissionDenied, Reason, Unauthenticated
+from webhook_service.domain.names import ORGANIZATION_RE, SEGMENT_RULE
 
 TOKEN_PREFIX = "whk_"
 ALL_ORGANIZATIONS = "*"
@@ -85,8 +86,15 @@ def new_token() -> tuple[str, str]:
 
 
 def parse_organizations(values: list[str]) -> frozenset[str] | None:
+    """The organizations of --organization flags, one each; None for every organization (*)."""
     if not values:
         raise ValueError("name at least one --organization, or * for every organization")
+    for value in values:
+        if value != ALL_ORGANIZATIONS and ORGANIZATION_RE.fullmatch(value) is None:
+            raise ValueError(
+                f"--organization {value!r} is not an organization name ({SEGMENT_RULE}); "
+                "give each organization its own --organization"
+            )
     if ALL_ORGANIZATIONS in values:
         return None
     return frozenset(values)

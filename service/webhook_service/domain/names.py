@@ -16,6 +16,8 @@ _PARENT_RE = re.compile(_PARENT)
 _WEBHOOK_RE = re.compile(rf"(?P<parent>{_PARENT})/webhooks/(?P<webhook>{_WEBHOOK_ID})")
 _DELIVERY_RE = re.compile(rf"(?P<webhook>{_PARENT}/webhooks/{_WEBHOOK_ID})/deliveries/(?P<delivery>{_DELIVERY_ID})")
 WEBHOOK_ID_RE = re.compile(_WEBHOOK_ID)
+ORGANIZATION_RE = re.compile(_SEGMENT)
+SEGMENT_RULE = "1-100 characters of [a-zA-Z0-9._-]"
 
 PARENT_PATTERN = "organizations/{organization} or organizations/{organization}/projects/{project}/stacks/{stack}"
 
@@ -64,9 +66,7 @@ def parse_parent(value: str, field: str) -> Parent:
     match = _PARENT_RE.fullmatch(value)
     if match is None:
         raise InvalidArgument(
-            field,
-            f"must look like {PARENT_PATTERN}, each segment 1-100 characters of [a-zA-Z0-9._-]",
-            Reason.INVALID_NAME,
+            field, f"must look like {PARENT_PATTERN}, each segment {SEGMENT_RULE}", Reason.INVALID_NAME
         )
     return _parent_of(match)
 

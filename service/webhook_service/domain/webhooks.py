@@ -19,6 +19,7 @@ LOCALHOST = ip_address("127.0.0.1")
 MAX_DISPLAY_NAME = 256
 MAX_PAYLOAD_URL = 2048
 MAX_SECRET = 512
+MAX_ECHOED = 64
 
 UPDATABLE_FIELDS = ("display_name", "payload_url", "secret", "active", "format", "filters", "groups")
 OUTPUT_ONLY_FIELDS = ("name", "has_secret", "disabled_reason", "create_time", "update_time")
@@ -65,9 +66,13 @@ def _check_payload_url(url: str, field: str, allowed: Sequence[Network]) -> None
         raise InvalidArgument(field, f"must be at most {MAX_PAYLOAD_URL} characters", Reason.FIELD_TOO_LARGE)
     try:
         parts = urlsplit(url)
-        parts.port  # noqa: B018 - raises ValueError on a port that is not a number in range
+        port = parts.port  # raises ValueError on a port that is not a number in 0-65535
     except ValueError as error:
         raise InvalidArgument(field, f"is not a valid URL ({error})", Reason.INVALID_URL) from None
+    if port == 0:
+        raise InvalidArgument(
+            field, "must not use port 0, which nothing can be reached on; ports are 1-65535", Reason.INVALID_URL
+        )
     if parts.scheme not in ("http", "https"):
         raise InvalidArgument(field, "must be an http or https URL", Reason.INVALID_URL)
     if not parts.hostname:
@@ -104,18 +109,23 @@ def check_update_mask(paths: Sequence[str], patch: WebhookFields | None = None) 
         elif path not in UPDATABLE_FIELDS:
             found.add(
                 "update_mask",
-                f"unknown field {path!r}; updatable: {', '.join(UPDATABLE_FIELDS)}",
+                f"unknown field {_brief(path)!r}; updatable: {', '.join(UPDATABLE_FIELDS)}",
                 Reason.INVALID_UPDATE_MASK,
             )
     found.raise_any()
     return tuple(dict.fromkeys(paths))
 
 
+def _brief(text: str) -> str:
+    """`text` cut short for an error message: an error echoing a huge input whole would not fit in a reply."""
+    return text if len(text) <= MAX_ECHOED else text[: MAX_ECHOED - 1] + "…"
+
+
 def check_etag(current: Webhook, etag: str) -> None:
     """Refuses a change made from an out-of-date read (AIP-154); an empty etag asks for no check."""
     if etag and etag != current.etag:
         raise Aborted(
-            f"webhook {current.name} changed since it was read (etag {etag!r}, now {current.etag!r}); "
+            f"webhook {current.name} changed since it was read (etag {_brief(etag)!r}, now {current.etag!r}); "
             "read it again and retry"
         )
 

@@ -7,6 +7,7 @@ import contextlib
 import functools
 import logging
 import math
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -19,6 +20,7 @@ from playhouse.db_url import connect
 
 from webhook_service.domain.admission import Gate
 from webhook_service.domain.errors import Reason, Unavailable
+from webhook_service.files import create_private
 from webhook_service.store import secrets
 from webhook_service.store.models import bind_thread, bound_to, database
 from webhook_service.store.schema import migrate
@@ -50,8 +52,10 @@ def open_database(url: str) -> peewee.Database:
     """Connects the models to `url` and brings its schema up to date."""
     if url.startswith("sqlite"):
         db = connect(url, pragmas=SQLITE_PRAGMAS)
-        if db.database != ":memory:":
-            Path(db.database).parent.mkdir(parents=True, exist_ok=True)
+        path = Path(db.database)
+        # Made here, owner-only, before SQLite would make it readable by all; its -wal and -shm files take its mode.
+        if db.database != ":memory:" and not path.exists():
+            create_private(path, "")
     else:
         db = connect(url)
     database.initialize(db)
@@ -67,6 +71,24 @@ def describe(db: peewee.Database) -> str:
         return f"sqlite {Path(db.database).resolve()}"
     params = db.connect_params
     return f"postgresql {params.get('host', 'localhost')}:{params.get('port', 5432)}/{db.database}"
+
+
+def explain_failure(url: str, error: Exception) -> str:
+    """One line for the operator about a database that failed at start or in a command: which database, what
+    is wrong and what to do, without a traceback."""
+    db = connect(url)
+    cause = error.__cause__ if isinstance(error, Unavailable) else error
+    original = getattr(cause, "orig", cause)
+    detail = (str(original).strip().splitlines() or [type(original).__name__])[0]
+    if not isinstance(db, peewee.SqliteDatabase):
+        return f"cannot use the database {describe(db)} ({detail}): check the --database URL and that the server is up"
+    code = getattr(original, "sqlite_errorcode", 0) & 0xFF
+    if code in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):
+        return f"the database {describe(db)} is damaged ({detail}): restore it from a backup"
+    return (
+        f"cannot use the database {describe(db)} ({detail}): check that it is an SQLite file this user may read and "
+        "write, in a folder it may write, on a disk with room"
+    )
 
 
 def connections_for(db: peewee.Database, pool_size: int) -> int:
@@ -111,6 +133,7 @@ class Executor:
 
     def __init__(self, db: peewee.Database, threads: int, box: SecretBox) -> None:
         self.db = db
+        self.box = box
         self._local = threading.local()
         self._pool = ThreadPoolExecutor(
             max_workers=threads, thread_name_prefix="store", initializer=_bind_thread, initargs=(db, box)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken
 
-from webhook_service.files import create_private
+from webhook_service.files import create_private, exposure
 
 # Stored values carry their scheme, so a later key or cipher can sit beside this one.
 PREFIX = "fernet:"
@@ -50,10 +50,23 @@ class SecretBox:
         return opened
 
 
-def load_key(path: Path) -> tuple[bytes, bool]:
-    """The key in `path`, made (readable by its owner only) when absent; the flag says it was made."""
-    made = not path.exists() and create_private(path, Fernet.generate_key().decode("ascii") + "\n")
-    return path.read_bytes().strip(), made
+def create_key(path: Path) -> bool:
+    """Writes a new key to `path`, readable by its owner only, unless a file is there; False when one was."""
+    return create_private(path, Fernet.generate_key().decode("ascii") + "\n")
+
+
+def load_key(path: Path) -> bytes:
+    """The key in `path`; refuses a key file that is missing or that other users may read."""
+    if not path.exists():
+        raise RuntimeError(
+            f"the key file {path} does not exist, and only a first `webhooks serve` on an empty database makes "
+            f"one: copy it from the machine that made it, or run `webhooks keys create --secret-key-file {path}` "
+            "if this deployment has none yet"
+        )
+    problem = exposure(path)
+    if problem is not None:
+        raise RuntimeError(f"refusing the key that encrypts webhook secrets: {problem}")
+    return path.read_bytes().strip()
 
 
 _thread = threading.local()

@@ -19,7 +19,7 @@ from webhook_service.domain.webhooks import reactivates
 from webhook_service.store import idempotency, secrets, statements
 from webhook_service.store.batches import delete_in_batches
 from webhook_service.store.database import scrub_freed_space, transaction
-from webhook_service.store.models import DeliveryRow, WebhookRow, database
+from webhook_service.store.models import DeliveryRow, TokenRow, WebhookRow, database
 from webhook_service.store.times import now, to_datetime
 
 log = logging.getLogger(__name__)
@@ -264,6 +264,11 @@ def active_for_stack(stack: Parent) -> list[tuple[int, Webhook]]:
     # A row that cannot be read reads as inactive, and gets nothing.
     readable = ((row[0], _webhook(row[1:])) for row in rows.fetchall())
     return [(row_id, webhook) for row_id, webhook in readable if webhook.active]
+
+
+def holds_nothing() -> bool:
+    """No webhook and no token yet: no secret was sealed and nobody was let in, so there is no key to lose."""
+    return not WebhookRow.select().exists() and not TokenRow.select().exists()
 
 
 def prepare_secrets() -> int:

@@ -42,7 +42,7 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
         authorization = value.decode() if isinstance(value, bytes) else value
 
         async def called(inner: Handler, request: Any, context: Context) -> Any:
-            async with self._calls.call(authorization, operation) as principal:
+            async with self._calls.call(authorization, operation, context.peer()) as principal:
                 bound = _caller.set(principal)
                 try:
                     return await inner(request, context)
