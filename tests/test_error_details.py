@@ -261,3 +261,25 @@ def test_the_readme_lists_every_reason() -> None:
     listed = readme_reasons()
     assert {reason.value for reason in Reason} <= listed
     assert listed <= {reason.value for reason in Reason} | generic
+
+
+def test_a_list_lists_every_violation(client: Client, org: str) -> None:
+    webhooks = rpc_error(
+        client.webhooks.ListWebhooks, WS.ListWebhooksRequest(parent="orgs/x", page_size=-1, page_token="nope")
+    )
+    assert listed(webhooks) == [
+        ("parent", "INVALID_NAME"),
+        ("page_size", "INVALID_ARGUMENT"),
+        ("page_token", "INVALID_PAGE_TOKEN"),
+    ]
+    deliveries = rpc_error(
+        client.webhooks.ListWebhookDeliveries,
+        WS.ListWebhookDeliveriesRequest(parent=f"organizations/{org}", page_size=-5, view=7),
+    )
+    assert sorted(listed(deliveries)) == [
+        ("page_size", "INVALID_ARGUMENT"),
+        ("parent", "INVALID_NAME"),
+        ("view", "INVALID_ENUM_VALUE"),
+    ]
+    delivery = rpc_error(client.webhooks.GetWebhookDelivery, WS.GetWebhookDeliveryRequest(name="x", view=7))
+    assert sorted(listed(delivery)) == [("name", "INVALID_NAME"), ("view", "INVALID_ENUM_VALUE")]

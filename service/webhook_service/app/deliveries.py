@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from webhook_service.dispatch import direct
 from webhook_service.dispatch.sender import Sender
 from webhook_service.domain import pages
 from webhook_service.domain.access import Principal, check_operation, check_reach
+from webhook_service.domain.errors import Violation, Violations
 from webhook_service.domain.model import Delivery
 from webhook_service.domain.names import parse_delivery_name, parse_webhook_name
 from webhook_service.store import deliveries
@@ -29,22 +31,37 @@ class Deliveries:
         self._sender = sender
 
     async def list(
-        self, caller: Principal, webhook: str, page_size: int = 0, page_token: str = "", full: bool = False
+        self,
+        caller: Principal,
+        webhook: str,
+        page_size: int = 0,
+        page_token: str = "",
+        full: bool = False,
+        rejected: Sequence[Violation] = (),
     ) -> DeliveryPage:
-        """Newest first. Short of `full`, without payloads and with only each latest attempt's outcome."""
+        """Newest first. Short of `full`, without payloads and with only each latest attempt's outcome.
+        `rejected` are the violations the door found reading the request, reported with every other one."""
         check_operation(caller, "ListWebhookDeliveries")
-        name = parse_webhook_name(webhook, "parent")
-        check_reach(caller, name.parent.organization)
-        size = pages.page_size(page_size)
-        cursor = pages.decode_token(page_token, str(name))
-        found, next_cursor = await self._store.admit(deliveries.list_page, name, cursor, size, full)
-        return DeliveryPage(found, "" if next_cursor is None else pages.encode_token(str(name), next_cursor))
+        found = Violations(rejected)
+        name = found.check(parse_webhook_name, webhook, "parent")
+        if name is not None:
+            check_reach(caller, name.parent.organization)
+        size, cursor = pages.checked(found, page_size, page_token, str(name or webhook))
+        found.raise_any()
+        assert name is not None
+        listed, next_cursor = await self._store.admit(deliveries.list_page, name, cursor, size, full)
+        return DeliveryPage(listed, "" if next_cursor is None else pages.encode_token(str(name), next_cursor))
 
-    async def get(self, caller: Principal, name: str) -> Delivery:
-        """The delivery with every attempt."""
+    async def get(self, caller: Principal, name: str, rejected: Sequence[Violation] = ()) -> Delivery:
+        """The delivery with every attempt. `rejected` are the violations the door found reading the
+        request, reported with every other one."""
         check_operation(caller, "GetWebhookDelivery")
-        delivery = parse_delivery_name(name, "name")
-        check_reach(caller, delivery.webhook.parent.organization)
+        found = Violations(rejected)
+        delivery = found.check(parse_delivery_name, name, "name")
+        if delivery is not None:
+            check_reach(caller, delivery.webhook.parent.organization)
+        found.raise_any()
+        assert delivery is not None
         return await self._store.admit(deliveries.get, delivery)
 
     async def redeliver(self, caller: Principal, name: str) -> Delivery:

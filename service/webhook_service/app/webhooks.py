@@ -85,12 +85,15 @@ class Webhooks:
     async def list(self, caller: Principal, parent: str, page_size: int = 0, page_token: str = "") -> WebhookPage:
         """Oldest first, `page_size` at a time (50 when 0)."""
         check_operation(caller, "ListWebhooks")
-        where = parse_parent(parent, "parent")
-        check_reach(caller, where.organization)
-        size = pages.page_size(page_size)
-        cursor = pages.decode_token(page_token, str(where)) or 0
-        found, next_cursor = await self._store.admit(webhooks.list_page, where, cursor, size)
-        return WebhookPage(found, "" if next_cursor is None else pages.encode_token(str(where), next_cursor))
+        found = Violations()
+        where = found.check(parse_parent, parent, "parent")
+        if where is not None:
+            check_reach(caller, where.organization)
+        size, cursor = pages.checked(found, page_size, page_token, str(where or parent))
+        found.raise_any()
+        assert where is not None
+        listed, next_cursor = await self._store.admit(webhooks.list_page, where, cursor or 0, size)
+        return WebhookPage(listed, "" if next_cursor is None else pages.encode_token(str(where), next_cursor))
 
     async def update(
         self,

@@ -6,7 +6,7 @@ import base64
 import binascii
 import json
 
-from webhook_service.domain.errors import InvalidArgument, Reason
+from webhook_service.domain.errors import InvalidArgument, Reason, Violations
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
@@ -55,3 +55,10 @@ def decode_token(token: str, parent: str) -> int | None:
             "page_token", "was returned for another parent; start again without it", Reason.INVALID_PAGE_TOKEN
         )
     return cursor
+
+
+def checked(found: Violations, requested_size: int, token: str, parent: str) -> tuple[int, int | None]:
+    """A List request's page size and cursor (None for the first page); what is wrong with them goes to
+    `found`, beside the request's other violations."""
+    size = found.check(page_size, requested_size) or DEFAULT_PAGE_SIZE
+    return size, found.check(decode_token, token, parent)

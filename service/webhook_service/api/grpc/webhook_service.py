@@ -79,8 +79,11 @@ class WebhookService(webhook_service_pb2_grpc.WebhookServiceServicer):
     async def ListWebhookDeliveries(
         self, request: webhook_service_pb2.ListWebhookDeliveriesRequest, context: Context
     ) -> webhook_service_pb2.ListWebhookDeliveriesResponse:
-        full = delivery_view(request.view, "view", unspecified_is_full=False)
-        page = await self.deliveries.list(caller(), request.parent, request.page_size, request.page_token, full)
+        rejected = Violations()
+        full = bool(rejected.check(delivery_view, request.view, "view", False))
+        page = await self.deliveries.list(
+            caller(), request.parent, request.page_size, request.page_token, full, rejected.found
+        )
         return webhook_service_pb2.ListWebhookDeliveriesResponse(
             deliveries=[delivery_to_proto(d, full) for d in page.deliveries], next_page_token=page.next_page_token
         )
@@ -88,8 +91,10 @@ class WebhookService(webhook_service_pb2_grpc.WebhookServiceServicer):
     async def GetWebhookDelivery(
         self, request: webhook_service_pb2.GetWebhookDeliveryRequest, context: Context
     ) -> delivery_pb2.WebhookDelivery:
-        full = delivery_view(request.view, "view", unspecified_is_full=True)
-        return delivery_to_proto(await self.deliveries.get(caller(), request.name), full)
+        rejected = Violations()
+        full = bool(rejected.check(delivery_view, request.view, "view", True))
+        delivery = await self.deliveries.get(caller(), request.name, rejected.found)
+        return delivery_to_proto(delivery, full)
 
     async def RedeliverWebhookDelivery(
         self, request: webhook_service_pb2.RedeliverWebhookDeliveryRequest, context: Context
