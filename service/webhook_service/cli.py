@@ -116,6 +116,13 @@ def add_dispatch_flags(parser: argparse.ArgumentParser) -> None:
     add_key_flag(parser)
     add_flag(
         parser,
+        "--take-over-settings",
+        "start even if the processes sharing the database use other --allow-network, --retry-schedule, "
+        "--delivery-timeout or --disable-after values, and make this process's values theirs",
+        action="store_true",
+    )
+    add_flag(
+        parser,
         "--allow-network",
         "CIDR the request-forgery guard lets deliveries reach (repeatable; env comma-separated)",
         [],
@@ -203,6 +210,7 @@ def settings_from(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
     return ServerSettings(
         listen=getattr(args, "listen", ""),
         http_listen=args.http_listen,
+        take_over_settings=args.take_over_settings,
         database=args.database,
         database_pool_size=args.database_pool_size,
         grace=args.grace,

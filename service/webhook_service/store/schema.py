@@ -62,6 +62,13 @@ def _pending_by_webhook(db: peewee.Database) -> None:
     db.execute_sql('DROP INDEX IF EXISTS "delivery_state_next_attempt_time"')  # type: ignore[no-untyped-call]
 
 
+def _shared_settings(db: peewee.Database) -> None:
+    """The delivery settings every process sharing the database must agree on."""
+    db.execute_sql(  # type: ignore[no-untyped-call]
+        'CREATE TABLE "shared_setting" ("name" VARCHAR(64) NOT NULL PRIMARY KEY, "value" TEXT NOT NULL)'
+    )
+
+
 # Append only: a released migration never changes, so every database reaches the same schema. A change to
 # an existing table is a new migration (playhouse.migrate's add_column and friends, or SQL both engines
 # read), and the migration that created the table keeps a frozen copy of the model as it was then.
@@ -70,6 +77,7 @@ MIGRATIONS: tuple[Callable[[peewee.Database], None], ...] = (
     _api_tokens,
     _idempotency_per_organization,
     _pending_by_webhook,
+    _shared_settings,
 )
 LATEST = len(MIGRATIONS)
 
