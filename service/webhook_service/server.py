@@ -14,6 +14,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 
+from webhook_service.api import console
 from webhook_service.api.grpc.calls import CallInterceptor
 from webhook_service.api.grpc.errors import ErrorInterceptor
 from webhook_service.api.grpc.event_service import EventService
@@ -226,6 +227,10 @@ class Server(DispatchProcess):
             self._http_words(),
             describe(self.store.db),
         )
+
+    def _http_doors(self) -> list[Installer]:
+        assert self.app is not None
+        return [*super()._http_doors(), console.installer(self.app)]
 
     async def _authenticator(self) -> Authenticator | None:
         """The token checker; on a first start it also makes the first admin token and says where it is."""
