@@ -12,19 +12,23 @@ LISTEN ?= 127.0.0.1:50051
 # Opens loopback to the request-forgery guard, for the walk-through's local receiver.
 ALLOW_NETWORK ?= 127.0.0.0/8
 
-.PHONY: setup run test lint proto bench clean postgres
+.PHONY: setup run test lint proto bench clean postgres chromium
 
 setup: $(VENV)/.installed
 
 run: setup
 	WEBHOOKS_ALLOW_NETWORK="$(ALLOW_NETWORK)" $(BIN)/webhooks serve --listen $(LISTEN)
 
-test: setup lint postgres
+test: setup lint postgres chromium
 	$(BIN)/python -m pytest
 
 # The suite runs on SQLite and on throwaway PostgreSQL clusters it starts itself.
 postgres:
 	scripts/ensure-postgres
+
+# The console's browser tests drive Debian's Chromium with Playwright.
+chromium:
+	scripts/ensure-chromium
 
 lint: setup $(BUF)
 	$(BIN)/ruff check .

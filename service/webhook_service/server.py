@@ -15,6 +15,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 
+from webhook_service.api import console
 from webhook_service.api.grpc.calls import CallInterceptor
 from webhook_service.api.grpc.errors import ErrorInterceptor
 from webhook_service.api.grpc.event_service import EventService
@@ -192,7 +193,7 @@ class Server(DispatchProcess):
 
     def _http_doors(self) -> list[Installer]:
         assert self.app is not None, "the application is made before the HTTP listener starts"
-        return [RestApi(self.app).install]
+        return [*super()._http_doors(), RestApi(self.app).install, console.installer(self.app)]
 
     async def start(self) -> None:
         await self._open()
