@@ -1,7 +1,7 @@
 # Everything the project needs is installed by these rules: a virtual
 # environment in .venv, buf from the npm registry in .tools, generated code
-# under clients/python/src/webhooks, and the TypeScript client's packages
-# (from its lock file) in clients/typescript/node_modules.
+# under clients/python/src/webhooks; Debian's Go packages for the Go client's example; and the
+# TypeScript client's packages (from its lock file) in clients/typescript/node_modules.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -15,15 +15,21 @@ DESCRIPTORS := build/webhooks.binpb
 LISTEN ?= 127.0.0.1:50051
 # Opens loopback to the request-forgery guard, for the walk-through's local receiver.
 ALLOW_NETWORK ?= 127.0.0.0/8
+# The Go client: clients/go is the first GOPATH entry, the generated package sits under it at its
+# go_package path, and Debian's Go libraries (/usr/share/gocode) supply grpc and protobuf.
+GO_DIR := clients/go
+GO_GEN := $(GO_DIR)/src/webhooks.internal/gen/go/webhooks/v1
+GO_EXAMPLE := $(GO_DIR)/bin/webhooks-example
+GO_ENV := GO111MODULE=off GOPATH="$(abspath $(GO_DIR)):/usr/share/gocode" CGO_ENABLED=0 GOFLAGS=
 
-.PHONY: setup run test test-typescript lint breaking proto descriptors bench clean postgres
+.PHONY: setup run test test-typescript lint breaking proto descriptors go go-tools bench clean postgres chromium
 
 setup: $(VENV)/.installed
 
 run: setup
 	WEBHOOKS_ALLOW_NETWORK="$(ALLOW_NETWORK)" $(BIN)/webhooks serve --listen $(LISTEN)
 
-test: setup lint postgres
+test: setup lint postgres chromium go
 	$(BIN)/python -m pytest
 	$(MAKE) test-typescript
 
@@ -34,6 +40,10 @@ test-typescript: setup $(TS)/node_modules/.installed
 # The suite runs on SQLite and on throwaway PostgreSQL clusters it starts itself.
 postgres:
 	scripts/ensure-postgres
+
+# The console's browser tests drive Debian's Chromium with Playwright.
+chromium:
+	scripts/ensure-chromium
 
 lint: setup $(BUF)
 	$(BIN)/ruff check .
@@ -60,12 +70,27 @@ descriptors: $(BUF)
 	mkdir -p $(dir $(DESCRIPTORS))
 	$(BUF) build -o $(DESCRIPTORS)
 
+# Generates the Go client and builds its example, which tests/test_go_client.py runs against the server.
+go: go-tools $(GO_EXAMPLE)
+
+go-tools:
+	scripts/ensure-go
+
+$(GO_GEN)/webhook_service_grpc.pb.go: $(PROTOS) | go-tools
+	rm -rf $(GO_DIR)/src
+	mkdir -p $(GO_DIR)/src
+	protoc -I protos --go_out=$(GO_DIR)/src --go-grpc_out=$(GO_DIR)/src $(PROTOS)
+
+$(GO_EXAMPLE): $(GO_GEN)/webhook_service_grpc.pb.go $(wildcard $(GO_DIR)/example/*.go) | go-tools
+	@test -z "$$(gofmt -l $(GO_DIR)/example)" || { gofmt -d $(GO_DIR)/example; exit 1; }
+	cd $(GO_DIR)/example && $(GO_ENV) go vet . && $(GO_ENV) go build -o $(abspath $@) .
+
 bench: setup postgres
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) .tools $(GEN) .pytest_cache .mypy_cache .ruff_cache $(DESCRIPTORS) \
-		$(TS)/node_modules $(TS)/src/gen $(TS)/dist
+	rm -rf $(VENV) .tools $(GEN) $(GO_DIR)/src $(GO_DIR)/bin .pytest_cache .mypy_cache .ruff_cache \
+		$(DESCRIPTORS) $(TS)/node_modules $(TS)/src/gen $(TS)/dist
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)

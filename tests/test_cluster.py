@@ -216,9 +216,10 @@ def test_a_dispatcher_killed_mid_way_loses_nothing(
     started: list[ServiceProcess] = []
     clients: list[Client] = []
     try:
+        # A 2 s delivery timeout makes leases 2 * 2 + 5 = 9 s, so the dead dispatcher's claims come back soon;
+        # every process sharing the database takes the same.
         for _ in range(2):
-            started.append(start_server(url, tmp_path, "--dispatch-concurrency", "0"))
-        # A 2 s delivery timeout makes leases 2 * 2 + 5 = 9 s, so the dead dispatcher's claims come back soon.
+            started.append(start_server(url, tmp_path, "--dispatch-concurrency", "0", "--delivery-timeout", "2s"))
         victim, victim_owner = start_dispatcher(
             url, tmp_path, "--delivery-timeout", "2s", "--dispatch-concurrency", "16"
         )

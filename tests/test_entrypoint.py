@@ -107,7 +107,9 @@ def test_api_only_server_and_a_separate_dispatch_process_deliver_together(tmp_pa
             assert receiver.received("/split") == []
 
             dispatcher = ServiceProcess(
-                ["dispatch", "--database", url, "--allow-network", "127.0.0.0/8"], wait_for_port=False, cwd=tmp_path
+                ["dispatch", "--database", url, "--allow-network", "127.0.0.0/8,::1/128"],
+                wait_for_port=False,
+                cwd=tmp_path,
             )
             assert dispatcher.wait_for_log(f"dispatching from database {databases.engine}"), dispatcher.log
             arrived = receiver.wait_for("/split", 3)

@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import peewee
 
@@ -28,16 +29,27 @@ from webhook_service.store.secrets import create_key
 
 DEFAULT_DATABASE = "sqlite:///data/webhooks.db"
 TRUE_WORDS = ("1", "true", "yes", "on")
+T = TypeVar("T")
+# `receive` is a tool for trying things out: its variables never change what `serve` does.
+RECEIVE_PREFIX = "WEBHOOKS_RECEIVE_"
+DURATIONS = "Durations are written 500ms, 15s, 5m, 2h or 5d; a retry schedule is a comma-separated list of them."
 
 
-def env_name(flag: str) -> str:
-    return "WEBHOOKS_" + flag.lstrip("-").upper().replace("-", "_")
+def env_name(flag: str, prefix: str = "WEBHOOKS_") -> str:
+    return prefix + flag.lstrip("-").upper().replace("-", "_")
 
 
-def add_flag(parser: argparse.ArgumentParser, flag: str, help: str, default: Any = None, **kwargs: Any) -> None:
-    """A flag whose default comes from its environment variable when that is set."""
-    env = env_name(flag)
-    shown = f" (env {env}; default %(default)s)"
+def add_flag(
+    parser: argparse.ArgumentParser,
+    flag: str,
+    help: str,
+    default: Any = None,
+    prefix: str = "WEBHOOKS_",
+    **kwargs: Any,
+) -> None:
+    """A flag whose default comes from its environment variable when that is set; its placeholder says what
+    it takes, and its help the default as one would type it."""
+    env = env_name(flag, prefix)
     if kwargs.get("action") == "store_true":
         default = os.environ.get(env, "").lower() in TRUE_WORDS
     elif kwargs.get("action") == "append":
@@ -46,40 +58,95 @@ def add_flag(parser: argparse.ArgumentParser, flag: str, help: str, default: Any
         default = from_env.split(",") if from_env else default
     else:
         default = os.environ.get(env, default)
-    parser.add_argument(flag, default=default, help=help + shown, **kwargs)
+        kwargs.setdefault("metavar", PLACEHOLDERS.get(kwargs.get("type"), flag.lstrip("-").upper().replace("-", "_")))
+    parser.add_argument(flag, default=default, help=f"{help} (env {env}; default {_shown(default)})", **kwargs)
 
 
+def _shown(default: Any) -> str:
+    if default is None or default == [] or default == "":
+        return "none"
+    if isinstance(default, bool):
+        return "on" if default else "off"
+    if isinstance(default, list):
+        return ",".join(default)
+    return str(default).replace("%", "%%")
+
+
+def _argument(convert: Callable[[str], T]) -> Callable[[str], T]:
+    """`convert` with its ValueError's words shown by argparse, which otherwise only says 'invalid value'."""
+
+    @functools.wraps(convert)
+    def converted(text: str) -> T:
+        try:
+            return convert(text)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+
+    return converted
+
+
+@_argument
 def count(text: str) -> int:
-    value = int(text)
+    value = _whole(text)
     if value < 0:
         raise ValueError(f"{text} is negative")
     return value
 
 
+@_argument
 def positive_count(text: str) -> int:
-    value = int(text)
+    value = _whole(text)
     if value < 1:
         raise ValueError(f"{text} is not a positive whole number")
     return value
 
 
+def _whole(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a whole number") from None
+
+
+@_argument
 def rate(text: str) -> float:
-    value = float(text)
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a number") from None
     if value < 0:
         raise ValueError(f"{text} is negative")
     return value
 
 
+@_argument
 def duration(text: str) -> float:
     return parse_duration(text)
 
 
+@_argument
 def schedule(text: str) -> tuple[float, ...]:
     return parse_schedule(text)
 
 
+PLACEHOLDERS: dict[Any, str] = {
+    count: "N",
+    positive_count: "N",
+    rate: "N",
+    duration: "DURATION",
+    schedule: "DURATIONS",
+    Path: "FILE",
+}
+
+
 def add_database_flag(parser: argparse.ArgumentParser) -> None:
-    add_flag(parser, "--database", "peewee database URL", DEFAULT_DATABASE)
+    add_flag(
+        parser,
+        "--database",
+        "database URL: sqlite:///relative.db, sqlite:////abs/path.db or postgresql://user:pw@host:port/db",
+        DEFAULT_DATABASE,
+        metavar="URL",
+    )
 
 
 def add_key_flag(parser: argparse.ArgumentParser) -> None:
@@ -116,10 +183,18 @@ def add_dispatch_flags(parser: argparse.ArgumentParser) -> None:
     add_key_flag(parser)
     add_flag(
         parser,
+        "--take-over-settings",
+        "start even if the processes sharing the database use other --allow-network, --retry-schedule, "
+        "--delivery-timeout or --disable-after values, and make this process's values theirs",
+        action="store_true",
+    )
+    add_flag(
+        parser,
         "--allow-network",
-        "CIDR the request-forgery guard lets deliveries reach (repeatable; env comma-separated)",
+        "a network the request-forgery guard lets deliveries reach (repeatable; env comma-separated)",
         [],
         action="append",
+        metavar="CIDR",
     )
 
 
@@ -131,14 +206,17 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser(
         "serve",
         help="run the gRPC server and a dispatcher",
-        epilog="--dispatch-concurrency 0 serves the API only, for deployments with separate `webhooks dispatch`.",
+        epilog="--dispatch-concurrency 0 serves the API only, for deployments with separate `webhooks dispatch`. "
+        + DURATIONS,
     )
-    add_flag(serve, "--listen", "gRPC address HOST:PORT; port 0 picks a free port", "127.0.0.1:50051")
+    add_flag(serve, "--listen", "gRPC address; port 0 picks a free port", "127.0.0.1:50051", metavar="HOST:PORT")
     add_flag(
         serve,
         "--http-listen",
-        "HTTP address HOST:PORT for the REST API, /metrics, /healthz and /readyz; port 0 picks a free port; off",
+        "HTTP address for the REST API, the web console, /metrics, /healthz and /readyz; port 0 picks a free "
+        "port; off turns it off",
         "127.0.0.1:8080",
+        metavar="HOST:PORT",
     )
     add_dispatch_flags(serve)
     add_flag(
@@ -157,16 +235,23 @@ def build_parser() -> argparse.ArgumentParser:
     add_flag(serve, "--tls-key", "PEM private key of --tls-cert", type=Path)
     add_flag(serve, "--tls-client-ca", "PEM CA bundle: require client certificates it signed", type=Path)
 
-    dispatch = commands.add_parser("dispatch", help="run only a dispatcher against the database")
+    dispatch = commands.add_parser("dispatch", help="run only a dispatcher against the database", epilog=DURATIONS)
     add_dispatch_flags(dispatch)
-    add_flag(dispatch, "--http-listen", "HTTP address HOST:PORT for /metrics, /healthz and /readyz, or off", "off")
+    add_flag(
+        dispatch, "--http-listen", "HTTP address for /metrics, /healthz and /readyz, or off", "off", metavar="HOST:PORT"
+    )
 
     token_commands = commands.add_parser("tokens", help="manage API tokens").add_subparsers(
         dest="tokens_command", required=True
     )
     create = token_commands.add_parser("create", help="make a token; it is printed once, on the last line")
     add_database_flag(create)
-    create.add_argument("--role", required=True, choices=[role.value for role in Role])
+    create.add_argument(
+        "--role",
+        required=True,
+        choices=[role.value for role in Role],
+        help="admin may call everything; publisher only PublishEvent; reader the Get and List calls",
+    )
     create.add_argument(
         "--organization", action="append", default=[], help="an organization it may touch (repeatable); * for all"
     )
@@ -183,8 +268,22 @@ def build_parser() -> argparse.ArgumentParser:
     add_key_flag(key_commands.add_parser("create", help="make the key of a new deployment; never replaces a key"))
 
     receive_command = commands.add_parser("receive", help="print deliveries posted to HOST:PORT, checking signatures")
-    add_flag(receive_command, "--listen", "HTTP address HOST:PORT to receive on", "127.0.0.1:8000")
-    add_flag(receive_command, "--secret", "the webhook's secret, to check Pulumi-Webhook-Signature", "")
+    add_flag(
+        receive_command,
+        "--listen",
+        "HTTP address to receive on",
+        "127.0.0.1:8000",
+        prefix=RECEIVE_PREFIX,
+        metavar="HOST:PORT",
+    )
+    add_flag(
+        receive_command,
+        "--secret",
+        "the webhook's secret, to check Pulumi-Webhook-Signature",
+        "",
+        prefix=RECEIVE_PREFIX,
+        metavar="TEXT",
+    )
     return parser
 
 
@@ -203,6 +302,7 @@ def settings_from(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
     return ServerSettings(
         listen=getattr(args, "listen", ""),
         http_listen=args.http_listen,
+        take_over_settings=args.take_over_settings,
         database=args.database,
         database_pool_size=args.database_pool_size,
         grace=args.grace,

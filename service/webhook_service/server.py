@@ -14,6 +14,7 @@ import peewee
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 
+from webhook_service.api import console
 from webhook_service.api.grpc.calls import CallInterceptor
 from webhook_service.api.grpc.errors import ErrorInterceptor
 from webhook_service.api.grpc.event_service import EventService
@@ -27,8 +28,10 @@ from webhook_service.dispatch.pool import Dispatcher
 from webhook_service.dispatch.sender import Sender
 from webhook_service.dispatch.settings import DispatchSettings
 from webhook_service.domain.access import Principal
+from webhook_service.domain.agreement import TAKE_OVER, disagreements, refusal, shared_settings
 from webhook_service.domain.limits import MAX_REQUEST_BYTES
 from webhook_service.files import exposure, write_private
+from webhook_service.store import settings as settings_store
 from webhook_service.store import tokens, webhooks
 from webhook_service.store.database import Executor, connections_for, describe, open_database
 from webhook_service.store.models import bound_to
@@ -83,6 +86,8 @@ class ServerSettings:
     # Service calls in progress at once; past it, RESOURCE_EXHAUSTED (health checks are not counted).
     max_concurrent_rpcs: int = 256
     tls: TlsSettings | None = None
+    # Replace the delivery settings stored by the processes sharing the database instead of refusing to start.
+    take_over_settings: bool = False
     # HOST:PORT of the HTTP listener (REST API, metrics, probes), or "off".
     http_listen: str = OFF
 
@@ -118,6 +123,20 @@ class DispatchProcess:
         self.http = HttpListener(self.settings.http_listen, self._http_doors(), tls.ssl_context() if tls else None)
         await self.http.start()
 
+    async def _agree_on_settings(self) -> None:
+        """Refuses to start with delivery settings other than those of the processes sharing the database."""
+        assert self.store is not None
+        dispatch = self.settings.dispatch
+        ours = shared_settings(
+            dispatch.allow_network, dispatch.retry_schedule, dispatch.delivery_timeout, dispatch.disable_after
+        )
+        take_over = self.settings.take_over_settings
+        differences = disagreements(ours, await self.store.run(settings_store.agree, ours, take_over))
+        if differences and not take_over:
+            raise RuntimeError(refusal(differences))
+        for difference in differences:
+            log.warning("took over the shared delivery settings (%s): %s", TAKE_OVER, difference)
+
     def _http_words(self) -> str:
         return "" if self.http is None else f", HTTP on {self.http.describe()}"
 
@@ -136,6 +155,7 @@ class DispatchProcess:
             ) from None
         if sealed:
             log.info("encrypted %d webhook secrets stored in clear by an earlier release", sealed)
+        await self._agree_on_settings()
         await self.sender.start()
         if self.settings.dispatch.concurrency > 0:
             self.dispatcher = Dispatcher(self.store, self.sender, self.settings.dispatch)
@@ -173,7 +193,7 @@ class Server(DispatchProcess):
 
     def _http_doors(self) -> list[Installer]:
         assert self.app is not None, "the application is made before the HTTP listener starts"
-        return [RestApi(self.app).install]
+        return [*super()._http_doors(), RestApi(self.app).install, console.installer(self.app)]
 
     async def start(self) -> None:
         await self._open()

@@ -12,7 +12,7 @@ from webhook_service.dispatch import direct
 from webhook_service.dispatch.sender import Sender
 from webhook_service.domain import pages
 from webhook_service.domain.access import Principal, check_operation, check_reach
-from webhook_service.domain.errors import Violation, Violations
+from webhook_service.domain.errors import InvalidArgument, Reason, Violation, Violations
 from webhook_service.domain.idempotency import create_key
 from webhook_service.domain.model import Delivery, Webhook, WebhookFields
 from webhook_service.domain.names import Parent, check_webhook_id, parse_parent, parse_webhook_name
@@ -29,10 +29,21 @@ from webhook_service.store.database import Executor
 log = logging.getLogger(__name__)
 
 
+# The most stacks `Webhooks.stacks` lists: an organization's stacks are not bounded as its webhooks are.
+MAX_STACKS_LISTED = 1000
+
+
 @dataclass(frozen=True)
 class WebhookPage:
     webhooks: list[Webhook]
     next_page_token: str
+
+
+@dataclass(frozen=True)
+class StackList:
+    stacks: list[Parent]
+    # More stacks have webhooks than were listed.
+    truncated: bool
 
 
 class Webhooks:
@@ -94,6 +105,16 @@ class Webhooks:
         assert where is not None
         listed, next_cursor = await self._store.admit(webhooks.list_page, where, cursor or 0, size)
         return WebhookPage(listed, "" if next_cursor is None else pages.encode_token(str(where), next_cursor))
+
+    async def stacks(self, caller: Principal, organization: str) -> StackList:
+        """The stacks of `organization` that have webhooks of their own, by project and stack name."""
+        check_operation(caller, "ListWebhooks")
+        where = parse_parent(f"organizations/{organization}", "organization")
+        if where.is_stack:
+            raise InvalidArgument("organization", "must be one organization's name, not a stack's", Reason.INVALID_NAME)
+        check_reach(caller, where.organization)
+        found = await self._store.admit(webhooks.stacks_with_webhooks, where.organization, MAX_STACKS_LISTED + 1)
+        return StackList(found[:MAX_STACKS_LISTED], len(found) > MAX_STACKS_LISTED)
 
     async def update(
         self,

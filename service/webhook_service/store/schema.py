@@ -88,6 +88,13 @@ def _pending_by_webhook(db: peewee.Database) -> None:
     db.execute_sql('DROP INDEX IF EXISTS "delivery_state_next_attempt_time"')  # type: ignore[no-untyped-call]
 
 
+def _shared_settings(db: peewee.Database) -> None:
+    """The delivery settings every process sharing the database must agree on."""
+    db.execute_sql(  # type: ignore[no-untyped-call]
+        'CREATE TABLE "shared_setting" ("name" VARCHAR(64) NOT NULL PRIMARY KEY, "value" TEXT NOT NULL)'
+    )
+
+
 def _webhook_revision(db: peewee.Database) -> None:
     """Each webhook counts its changes, which its etag is made from; existing webhooks start at 1."""
     db.execute_sql('ALTER TABLE "webhook" ADD COLUMN "revision" INTEGER NOT NULL DEFAULT 1')  # type: ignore[no-untyped-call]
@@ -101,6 +108,7 @@ MIGRATIONS: tuple[Callable[[peewee.Database], None], ...] = (
     _api_tokens,
     _idempotency_per_organization,
     _pending_by_webhook,
+    _shared_settings,
     _webhook_revision,
 )
 LATEST = len(MIGRATIONS)

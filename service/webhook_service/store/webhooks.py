@@ -202,6 +202,18 @@ def list_page(parent: Parent, after_id: int, limit: int) -> tuple[list[Webhook],
     return [to_webhook(row) for row in rows], (rows[-1].id if more else None)
 
 
+def stacks_with_webhooks(organization: str, limit: int) -> list[Parent]:
+    """Up to `limit` stacks of `organization` that have webhooks, by project and stack name."""
+    rows = (
+        WebhookRow.select(WebhookRow.project, WebhookRow.stack)
+        .where((WebhookRow.organization == organization) & (WebhookRow.stack != ""))
+        .distinct()
+        .order_by(WebhookRow.project, WebhookRow.stack)
+        .limit(limit)
+    )
+    return [Parent(organization, row.project, row.stack) for row in rows]
+
+
 def update(name: WebhookName, fields: Sequence[str], change: Callable[[Webhook], Webhook]) -> Webhook:
     """Applies `change` to the stored webhook and writes only the `fields` it may change (the update mask's),
     so a concurrent change of another column, such as the dispatcher deactivating the webhook or starting its

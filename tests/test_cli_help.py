@@ -1,0 +1,58 @@
+"""`webhooks --help` as good as the README: typed placeholders, the duration format, real defaults."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+import pytest
+
+from tests.support.process import webhooks_command
+
+
+def run(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [webhooks_command(), *args], capture_output=True, text=True, timeout=60, env={**os.environ, **env}
+    )
+
+
+@pytest.mark.parametrize("command", ["serve", "dispatch", "receive", "tokens create", "keys create"])
+def test_every_flag_has_help_a_typed_placeholder_and_a_real_default(command: str) -> None:
+    text = " ".join(run(*command.split(), "--help").stdout.split())
+    for raw in ("[]", "None", "False", "True", "LISTEN ", "GRACE ", "ALLOW_NETWORK "):
+        assert raw not in text, (raw, text)
+    if command == "serve":
+        for shown in (
+            "--listen HOST:PORT",
+            "--grace DURATION",
+            "--allow-network CIDR",
+            "--database URL",
+            "--tls-cert FILE",
+            "default 10s",
+            "default 127.0.0.1:50051",
+            "default none",
+            "default off",
+            "500ms, 15s, 5m, 2h or 5d",
+        ):
+            assert shown in text, (shown, text)
+    if command == "tokens create":
+        assert "publisher only PublishEvent" in text
+
+
+def test_a_bad_value_says_what_is_accepted() -> None:
+    done = run("serve", "--grace", "10")
+    assert done.returncode == 2
+    assert "argument --grace: '10' is not a duration such as 500ms, 15s, 5m, 2h or 5d" in done.stderr
+    assert (
+        "--dispatch-concurrency: 'many' is not a whole number" in run("serve", "--dispatch-concurrency", "many").stderr
+    )
+
+
+def test_receive_reads_its_own_variables() -> None:
+    """An export meant for `serve` leaves `receive` alone, and the other way round."""
+    text = " ".join(run("receive", "--help", WEBHOOKS_LISTEN="127.0.0.1:9999").stdout.split())
+    assert "env WEBHOOKS_RECEIVE_LISTEN; default 127.0.0.1:8000" in text
+    text = " ".join(run("receive", "--help", WEBHOOKS_RECEIVE_LISTEN="127.0.0.1:9001").stdout.split())
+    assert "default 127.0.0.1:9001" in text
+    text = " ".join(run("serve", "--help", WEBHOOKS_RECEIVE_LISTEN="127.0.0.1:9001").stdout.split())
+    assert "default 127.0.0.1:50051" in text
