@@ -158,3 +158,10 @@ def test_one_descriptor_set_serves_tools_without_reflection(tmp_path: Path, serv
     method = "webhooks.v1.WebhookService/ListWebhooks"
     listed = grpcurl("-protoset", str(target), *auth, "-d", body, server.target, method)
     assert listed.returncode == 0, listed.stderr
+
+
+def test_the_python_client_takes_googleapis_from_its_package_not_a_copy() -> None:
+    """Generating webhooks/v1 alone: a second google.api or google.rpc would clash with googleapis-common-protos."""
+    packages = [path.name for path in (ROOT / "clients" / "python" / "src").iterdir() if path.suffix != ".egg-info"]
+    assert sorted(packages) == ["webhooks", "webhooks_client"]
+    assert "site-packages" in (field_behavior_pb2.__file__ or "")
