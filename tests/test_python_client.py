@@ -89,6 +89,13 @@ class Unsteady(webhook_service_pb2_grpc.WebhookServiceServicer):
         self.failures = failures
         self.calls = 0
         self.released = threading.Event()
+        self.request_ids: list[str] = []
+
+    def CreateWebhook(self, request: CreateWebhookRequest, context: grpc.ServicerContext) -> Webhook:
+        self.request_ids.append(request.request_id)
+        if len(self.request_ids) % 2:
+            context.abort(grpc.StatusCode.UNAVAILABLE, "the commit's outcome is unknown; try again")
+        return Webhook(name=f"{request.parent}/webhooks/made")
 
     def GetWebhook(self, request: GetWebhookRequest, context: grpc.ServicerContext) -> Webhook:
         self.calls += 1
@@ -134,6 +141,17 @@ def test_both_clients_retry_while_the_service_is_unavailable(unsteady: tuple[str
         once.webhooks.GetWebhook(GetWebhookRequest(name="c"))
     assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
     assert servicer.calls == 1
+
+
+def test_a_retried_create_carries_one_request_id(unsteady: tuple[str, Unsteady]) -> None:
+    """A create answered UNAVAILABLE may have happened; its retry must be recognised as the same request."""
+    target, servicer = unsteady
+    with Client(target) as client:
+        client.webhooks.CreateWebhook(CreateWebhookRequest(parent="organizations/a"))
+        client.webhooks.CreateWebhook(CreateWebhookRequest(parent="organizations/a", request_id="mine"))
+    first, retried, own, own_retried = servicer.request_ids
+    assert first and first == retried
+    assert own == own_retried == "mine"
 
 
 def test_both_clients_give_up_at_their_default_deadline(unsteady: tuple[str, Unsteady]) -> None:

@@ -4,6 +4,7 @@ every call a default deadline and retries it while the service is UNAVAILABLE.""
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Sequence
 from types import TracebackType
 from typing import Any
@@ -17,7 +18,7 @@ from webhooks.v1 import event_service_pb2, event_service_pb2_grpc, webhook_servi
 # --delivery-timeout (15 s by default).
 DEFAULT_TIMEOUT = 30.0
 # Tries of a call answered UNAVAILABLE (the service cannot reach its database, or is restarting), the first
-# included; gRPC allows at most 5. Retried creates and publishes are safe with a request_id.
+# included; gRPC allows at most 5. Creates and publishes carry a request_id, so a retry cannot act twice.
 DEFAULT_ATTEMPTS = 4
 
 SERVICES = (
@@ -44,8 +45,22 @@ def _options(options: Sequence[tuple[str, Any]] | None, timeout: float, attempts
     return [("grpc.service_config", service_config(timeout, attempts)), ("grpc.enable_retries", 1), *(options or ())]
 
 
-def _with_token(details: Any, token: str) -> Any:
-    return details._replace(metadata=[*(details.metadata or ()), ("authorization", f"Bearer {token}")])
+# Calls that a retry could make act twice; without a request_id of the caller's, the client gives them one,
+# which every attempt of the call carries, so the service answers a retry with the first attempt's result.
+KEYED_METHODS = frozenset({"/webhooks.v1.WebhookService/CreateWebhook", "/webhooks.v1.EventService/PublishEvent"})
+
+
+def _prepared(details: Any, request: Any, token: str | None) -> tuple[Any, Any]:
+    """The call's details with the token, and its request with a request_id where it needs one."""
+    if token is not None:
+        details = details._replace(metadata=[*(details.metadata or ()), ("authorization", f"Bearer {token}")])
+    method = details.method.decode() if isinstance(details.method, bytes) else details.method
+    if method in KEYED_METHODS and not request.request_id:
+        keyed = type(request)()
+        keyed.CopyFrom(request)
+        keyed.request_id = uuid.uuid4().hex
+        request = keyed
+    return details, request
 
 
 class Client:
@@ -54,6 +69,7 @@ class Client:
     Pass `credentials` (e.g. `grpc.ssl_channel_credentials(...)`) for TLS; without them the channel is
     plaintext. A `token` goes with every call as `authorization: Bearer <token>`. A call without a
     `timeout` of its own gets `timeout` seconds; one answered UNAVAILABLE is tried up to `attempts` times.
+    CreateWebhook and PublishEvent without a `request_id` get one made up, the same for every attempt.
     """
 
     def __init__(
@@ -71,8 +87,7 @@ class Client:
             self.channel = grpc.secure_channel(target, credentials, options=settings)
         else:
             self.channel = grpc.insecure_channel(target, options=settings)
-        if token is not None:
-            self.channel = grpc.intercept_channel(self.channel, _TokenInterceptor(token))
+        self.channel = grpc.intercept_channel(self.channel, _Interceptor(token))
         self.webhooks = webhook_service_pb2_grpc.WebhookServiceStub(self.channel)
         self.events = event_service_pb2_grpc.EventServiceStub(self.channel)
 
@@ -106,7 +121,7 @@ class AsyncClient:
         attempts: int = DEFAULT_ATTEMPTS,
     ) -> None:
         settings = _options(options, timeout, attempts)
-        interceptors = [] if token is None else [_AsyncTokenInterceptor(token)]
+        interceptors = [_AsyncInterceptor(token)]
         if credentials is not None:
             self.channel = grpc.aio.secure_channel(target, credentials, options=settings, interceptors=interceptors)
         else:
@@ -126,19 +141,19 @@ class AsyncClient:
         await self.close()
 
 
-class _TokenInterceptor(grpc.UnaryUnaryClientInterceptor):
-    """An interceptor rather than call credentials, which gRPC allows on TLS channels only."""
+class _Interceptor(grpc.UnaryUnaryClientInterceptor):
+    """The token as metadata rather than call credentials, which gRPC allows on TLS channels only."""
 
-    def __init__(self, token: str) -> None:
+    def __init__(self, token: str | None) -> None:
         self._token = token
 
     def intercept_unary_unary(self, continuation: Any, client_call_details: Any, request: Any) -> Any:
-        return continuation(_with_token(client_call_details, self._token), request)
+        return continuation(*_prepared(client_call_details, request, self._token))
 
 
-class _AsyncTokenInterceptor(grpc.aio.UnaryUnaryClientInterceptor):
-    def __init__(self, token: str) -> None:
+class _AsyncInterceptor(grpc.aio.UnaryUnaryClientInterceptor):
+    def __init__(self, token: str | None) -> None:
         self._token = token
 
     async def intercept_unary_unary(self, continuation: Any, client_call_details: Any, request: Any) -> Any:
-        return await continuation(_with_token(client_call_details, self._token), request)
+        return await continuation(*_prepared(client_call_details, request, self._token))
