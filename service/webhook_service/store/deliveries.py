@@ -513,8 +513,9 @@ def _to_attempt(row: AttemptRow) -> Attempt:
 
 # Each webhook's count and first row come from the pending index (on SQLite without reading the table), and
 # only the oldest row is read for its time: IDs grow with create_time, so the first ID is the oldest. With
-# 1,000,000 deliveries pending this took 0.13 s on SQLite and 0.2 s on PostgreSQL, where COUNT(*) with
-# MIN("create_time") read every pending row and took 1.4 s on SQLite.
+# 1,000,000 deliveries pending (and as many finished) this took 0.13 s on SQLite, where COUNT(*) with
+# MIN("create_time") reads every pending row and took 1.4 s; PostgreSQL scans the table in parallel for
+# either form and took 0.2 to 0.35 s.
 _BACKLOG = """SELECT a."waiting", d."create_time" FROM (
     SELECT SUM(p."waiting") AS "waiting", MIN(p."first") AS "first"
     FROM (SELECT "webhook_id", COUNT(*) AS "waiting", MIN("id") AS "first" FROM "delivery"
