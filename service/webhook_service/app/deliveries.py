@@ -57,6 +57,6 @@ class Deliveries:
             "token %s redelivered %s",
             caller.token_id,
             delivery,
-            extra={"webhook": str(delivery.webhook), "delivery": delivery.delivery_id},
+            extra={"token_id": caller.token_id, "webhook": str(delivery.webhook), "delivery": delivery.delivery_id},
         )
         return again

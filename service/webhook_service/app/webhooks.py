@@ -60,7 +60,12 @@ class Webhooks:
         )
         key = create_key(check_request_id(request_id), webhook, requested_id)
         created = await self._store.admit(webhooks.create, webhook, key)
-        log.info("token %s created webhook %s", caller.token_id, created.name, extra={"webhook": created.name})
+        log.info(
+            "token %s created webhook %s",
+            caller.token_id,
+            created.name,
+            extra={"token_id": caller.token_id, "webhook": created.name},
+        )
         return created
 
     async def get(self, caller: Principal, name: str) -> Webhook:
@@ -106,7 +111,7 @@ class Webhooks:
             caller.token_id,
             ",".join(fields) or "nothing",
             webhook,
-            extra={"webhook": str(webhook)},
+            extra={"token_id": caller.token_id, "webhook": str(webhook)},
         )
         return updated
 
@@ -115,7 +120,12 @@ class Webhooks:
         webhook = parse_webhook_name(name, "name")
         check_reach(caller, webhook.parent.organization)
         await self._store.admit(webhooks.delete, webhook)
-        log.info("token %s deleted webhook %s", caller.token_id, webhook, extra={"webhook": str(webhook)})
+        log.info(
+            "token %s deleted webhook %s",
+            caller.token_id,
+            webhook,
+            extra={"token_id": caller.token_id, "webhook": str(webhook)},
+        )
 
     async def ping(self, caller: Principal, name: str) -> Delivery:
         """Sent at once, not queued; the delivery with its one attempt."""
@@ -127,6 +137,6 @@ class Webhooks:
             "token %s pinged webhook %s",
             caller.token_id,
             webhook,
-            extra={"webhook": str(webhook), "delivery": delivery.delivery_id},
+            extra={"token_id": caller.token_id, "webhook": str(webhook), "delivery": delivery.delivery_id},
         )
         return delivery

@@ -18,6 +18,7 @@ from webhook_service.dispatch.settings import DispatchSettings
 from webhook_service.domain.model import Attempt
 from webhook_service.domain.retries import failing_reason, gone_reason, judge, parse_retry_after
 from webhook_service.domain.scheduling import Capacity
+from webhook_service.metrics import Metrics
 from webhook_service.store import deliveries, notify
 from webhook_service.store.database import Executor
 from webhook_service.store.deliveries import Claim, Outcome
@@ -36,10 +37,11 @@ class Dispatcher:
     `per_organization` for any one organization, shared fairly (domain.scheduling): a slow or dead
     receiver holds its own slots and nobody else's."""
 
-    def __init__(self, store: Executor, sender: Sender, settings: DispatchSettings) -> None:
+    def __init__(self, store: Executor, sender: Sender, settings: DispatchSettings, metrics: Metrics) -> None:
         self.store = store
         self.sender = sender
         self.settings = settings
+        self.metrics = metrics
         self.owner = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
         self._wake = asyncio.Event()
         self._flush_now = asyncio.Event()
@@ -174,7 +176,12 @@ class Dispatcher:
         try:
             return self._outcome(claim, await self.sender.send(claim))
         except Exception as error:
-            log.exception("delivery %s to %s failed inside the dispatcher", claim.delivery_id, claim.webhook_name)
+            log.exception(
+                "delivery %s to %s failed inside the dispatcher",
+                claim.delivery_id,
+                claim.webhook_name,
+                extra=_about(claim),
+            )
             return self._outcome(claim, _failed_attempt(claim, f"internal error while sending: {type(error).__name__}"))
 
     def _claim_again_if_worth_it(self, claim: Claim, left: int, left_in_organization: int) -> None:
@@ -196,8 +203,28 @@ class Dispatcher:
         asked = next((v for k, v in attempt.response_headers.items() if k.lower() == "retry-after"), None)
         retry_after = parse_retry_after(asked, attempt.start_time)
         verdict = judge(attempt.response_code, retry_after, attempt.number, self.settings.retry_schedule)
+        self.metrics.attempted(attempt.response_code, verdict.succeeded, attempt.duration)
+        if verdict.succeeded:
+            # A queued delivery succeeds once: after that it is never claimed again.
+            self.metrics.delivered(time.time() - claim.create_time)
+        about = {**_about(claim), "attempt": attempt.number, "response_code": attempt.response_code}
         if attempt.response_code == 0 or verdict.gone:
-            log.info("delivery %s to %s failed: %s", claim.delivery_id, claim.webhook_name, attempt.error or "410 Gone")
+            log.info(
+                "delivery %s to %s failed: %s",
+                claim.delivery_id,
+                claim.webhook_name,
+                attempt.error or "410 Gone",
+                extra=about,
+            )
+        else:
+            log.debug(
+                "delivery %s to %s: attempt %d answered %d",
+                claim.delivery_id,
+                claim.webhook_name,
+                attempt.number,
+                attempt.response_code,
+                extra=about,
+            )
         return Outcome(
             claim=claim,
             attempt=attempt,
@@ -227,8 +254,12 @@ class Dispatcher:
             return
         finally:
             self._unrecorded.difference_update(outcome.claim.row_id for outcome in batch)
+        # A webhook that answered 410 is deactivated as gone even when it was failing long enough too.
+        gone = {outcome.claim.webhook_name for outcome in batch if outcome.disable_reason}
         for name in disabled:
-            log.warning("webhook %s deactivated", name)
+            reason = "gone" if name in gone else "failing"
+            self.metrics.deactivated(reason)
+            log.warning("webhook %s deactivated (%s)", name, reason, extra={"webhook": name})
 
     def _why(self, since: datetime) -> str:
         return failing_reason(since, self.settings.disable_after)
@@ -285,6 +316,11 @@ def _release_slot(busy: Counter[Any], key: Any) -> int:
     if left <= 0:
         del busy[key]
     return left
+
+
+def _about(claim: Claim) -> dict[str, Any]:
+    """The fields a log line about this delivery carries (logs.py)."""
+    return {"webhook": claim.webhook_name, "delivery": claim.delivery_id}
 
 
 def _failed_attempt(claim: Claim, error: str) -> Attempt:

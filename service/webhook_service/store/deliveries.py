@@ -47,6 +47,8 @@ class Claim:
     lease: str
     state: str = PENDING
     unreadable: str = ""
+    # When the delivery was made (seconds since the epoch): publish-to-success latency starts here.
+    create_time: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,7 @@ _CLAIM_COLUMNS = (
     DeliveryRow.payload,
     DeliveryRow.attempt_count,
     DeliveryRow.state,
+    DeliveryRow.create_time,
     WebhookRow.id,
     WebhookRow.organization,
     WebhookRow.project,
@@ -103,6 +106,7 @@ def _claims(row_ids: list[int], lease: str) -> list[Claim]:
         payload,
         attempt_count,
         state,
+        create_time,
         webhook_row,
         organization,
         project,
@@ -130,6 +134,7 @@ def _claims(row_ids: list[int], lease: str) -> list[Claim]:
                 lease=lease,
                 state=state,
                 unreadable=unreadable,
+                create_time=create_time,
             )
         )
     return made
@@ -504,6 +509,27 @@ def _to_attempt(row: AttemptRow) -> Attempt:
         duration=row.duration,
         error=printable(row.error),
     )
+
+
+# Each webhook's count and first row come from the pending index (on SQLite without reading the table), and
+# only the oldest row is read for its time: IDs grow with create_time, so the first ID is the oldest. With
+# 1,000,000 deliveries pending (and as many finished) this took 0.13 s on SQLite, where COUNT(*) with
+# MIN("create_time") reads every pending row and took 1.4 s; PostgreSQL scans the table in parallel for
+# either form and took 0.2 to 0.35 s.
+_BACKLOG = """SELECT a."waiting", d."create_time" FROM (
+    SELECT SUM(p."waiting") AS "waiting", MIN(p."first") AS "first"
+    FROM (SELECT "webhook_id", COUNT(*) AS "waiting", MIN("id") AS "first" FROM "delivery"
+          WHERE "state" = 'pending' GROUP BY "webhook_id") p
+    JOIN "webhook" w ON w."id" = p."webhook_id" WHERE w."active" = ?) a
+LEFT JOIN "delivery" d ON d."id" = a."first\""""
+
+
+def backlog() -> tuple[int, float | None]:
+    """How many deliveries of active webhooks are pending, and when the oldest of them was created (None
+    when none is). A backlog parked on an inactive webhook is left out: nothing sends it until the webhook
+    is active again, so it says nothing about whether the dispatchers keep up."""
+    [(waiting, oldest)] = statements.execute(_BACKLOG, (True,)).fetchall()
+    return int(waiting or 0), oldest
 
 
 def prune(before: float, idempotency_before: float) -> int:

@@ -7,17 +7,19 @@ The same routes serve organization webhooks (`/api/orgs/{org}/hooks`) and stack 
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler as RouteHandler
 
+from webhook_service.api.observe import CODE_NAMES, record_call
 from webhook_service.api.rest.convert import delivery_json, parse_object, webhook_body, webhook_json
 from webhook_service.api.rest.errors import answer_errors
 from webhook_service.app import Application
 from webhook_service.domain.access import Principal
-from webhook_service.domain.errors import InvalidArgument
+from webhook_service.domain.errors import InvalidArgument, ServiceError
 from webhook_service.domain.names import Parent
 from webhook_service.domain.pages import MAX_PAGE_SIZE
 
@@ -57,8 +59,18 @@ class RestApi:
 
         async def handle(request: web.Request) -> web.StreamResponse:
             authorization = request.headers.get(hdrs.AUTHORIZATION)
-            async with self._app.calls.call(authorization, operation, _peer(request)) as caller:
-                return await handler(request, caller)
+            started, code, token_id = time.perf_counter(), "INTERNAL", ""
+            try:
+                async with self._app.calls.call(authorization, operation, _peer(request)) as caller:
+                    token_id = caller.token_id
+                    answer = await handler(request, caller)
+                code = "OK"
+                return answer
+            except ServiceError as error:
+                code = CODE_NAMES[type(error)]
+                raise
+            finally:
+                record_call(self._app.metrics, operation, code, time.perf_counter() - started, token_id)
 
         return handle
 
