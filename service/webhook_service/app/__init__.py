@@ -35,5 +35,5 @@ class Application:
         self.store = store
         self.calls = Calls(authenticator, rate_limit, max_calls)
         self.webhooks = Webhooks(store, sender)
-        self.deliveries = Deliveries(store, sender)
+        self.deliveries = Deliveries(store, sender, first_delay, delivered)
         self.events = Events(store, first_delay, delivered)

@@ -45,3 +45,11 @@ def publish_key(request_id: str, event: Event) -> RequestKey | None:
     if not request_id:
         return None
     return RequestKey(event.organization_name, request_id, canonical(event))
+
+
+def recover_key(request_id: str, organization: str, parent: str, since: float) -> RequestKey | None:
+    """The key of a RecoverWebhookDeliveries, None without a request_id."""
+    if not request_id:
+        return None
+    request = json.dumps({"parent": parent, "since": since}, sort_keys=True, separators=(",", ":")).encode()
+    return RequestKey(organization, request_id, request)
