@@ -450,11 +450,12 @@ def _recover(target: WebhookName | Parent, since: float, first_delay: float, key
         if earlier is not None and json.loads(earlier)["finished"]:
             return int(json.loads(earlier)["recovered_count"])
     webhooks = _recoverable(target)
-    cursor = 0
+    cursor = total = 0
     while True:
         with transaction():
             moment = now()
-            total = 0 if key is None else _recovered_so_far(key, moment)
+            if key is not None:
+                total = _recovered_so_far(key, moment)
             not_leased = DeliveryRow.lease_expires.is_null() | (DeliveryRow.lease_expires < moment)
             candidates = DeliveryRow.select(DeliveryRow.id).where(
                 webhooks
