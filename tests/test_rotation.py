@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -21,6 +22,9 @@ from tests.support.receiver import Received, Receiver
 from tests.support.rest import Rest, token_auth
 from tests.support.running import RunningServer
 from tests.support.standard import signatures, verifier
+from webhook_service.domain.idempotency import create_key
+from webhook_service.domain.model import Webhook
+from webhook_service.domain.names import Parent
 from webhooks.v1 import webhook_pb2, webhook_service_pb2
 from webhooks_client import Client, field_violations
 
@@ -68,11 +72,12 @@ def test_rotation_end_to_end(start_server: Start, databases: Databases, receiver
     assert first.headers["Pulumi-Webhook-Signature"] == pulumi_signature(OLD, first.body)
     assert verifies(OLD, first) and not verifies(NEW, first)
 
-    rotated = rotate(client, hook.name, NEW, overlap=3.0)
+    before = time.time()
+    rotated = rotate(client, hook.name, NEW, overlap=5.0)
     assert rotated.secret == ""
     assert rotated.webhook.has_secret
-    expires = rotated.webhook.previous_secret_expire_time.ToDatetime().timestamp()
-    assert 2.0 < expires - time.time() <= 3.0
+    expires = rotated.webhook.previous_secret_expire_time.ToNanoseconds() / 1e9
+    assert before + 5.0 - 0.01 <= expires <= time.time() + 5.0 + 0.01
     got = client.webhooks.GetWebhook(WS.GetWebhookRequest(name=hook.name))
     assert got.previous_secret_expire_time == rotated.webhook.previous_secret_expire_time
     [sealed] = sql.execute(server.settings.database, "SELECT previous_secret FROM webhook")[0]
@@ -83,6 +88,7 @@ def test_rotation_end_to_end(start_server: Start, databases: Databases, receiver
     [during] = publish(client, seed.update_event(stack=stack)).deliveries
     wait_for_delivery(client, during)
     request = receiver.received(path)[-1]
+    assert request.at < expires, "this machine took longer than the overlap to deliver"
     assert request.headers["Pulumi-Webhook-Signature"] == pulumi_signature(OLD, request.body)
     assert len(signatures(request.headers)) == 2
     assert verifies(NEW, request) and verifies(OLD, request)
@@ -228,3 +234,24 @@ def test_rotation_through_the_rest_api(server: RunningServer, receiver: Receiver
     refused = rest.call("POST", f"/orgs/{org}/hooks/h/rotate-secret", {"secrets": "x"})
     assert refused.status == 400 and refused.json["message"].startswith("secrets: ")
     assert rest.call("POST", f"/orgs/{org}/hooks/nope/rotate-secret").status == 404
+
+
+def test_a_create_reads_for_its_request_id_as_before_rotations_existed() -> None:
+    """A request_id remembered by the release before this one still matches the repeat of its create."""
+    webhook = Webhook(Parent("acme"), "w", "W", "https://example.com/", secret="s")
+    key = create_key("request-1", webhook, "w")
+    assert key is not None
+    assert json.loads(key.request) == {
+        "parent": {"organization": "acme", "project": "", "stack": ""},
+        "webhook_id": "w",
+        "display_name": "W",
+        "payload_url": "https://example.com/",
+        "secret": "s",
+        "active": True,
+        "format": "raw",
+        "filters": [],
+        "groups": [],
+        "disabled_reason": "",
+        "create_time": None,
+        "update_time": None,
+    }
