@@ -39,5 +39,5 @@ class Application:
         self.metrics = metrics
         self.calls = Calls(authenticator, rate_limit, max_calls)
         self.webhooks = Webhooks(store, sender)
-        self.deliveries = Deliveries(store, sender)
+        self.deliveries = Deliveries(store, sender, first_delay, delivered)
         self.events = Events(store, first_delay, delivered, metrics)

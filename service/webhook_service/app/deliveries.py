@@ -1,16 +1,26 @@
-"""The delivery log: list, get, redeliver."""
+"""The delivery log: list, get, redeliver, recover."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 
+from webhook_service.app.requests import check_request_id
 from webhook_service.dispatch import direct
 from webhook_service.dispatch.sender import Sender
 from webhook_service.domain import pages
 from webhook_service.domain.access import Principal, check_operation, check_reach
+from webhook_service.domain.errors import InvalidArgument
+from webhook_service.domain.idempotency import recover_key
 from webhook_service.domain.model import Delivery
-from webhook_service.domain.names import parse_delivery_name, parse_webhook_name
+from webhook_service.domain.names import (
+    WebhookName,
+    parse_delivery_name,
+    parse_webhook_name,
+    parse_webhook_or_parent,
+)
 from webhook_service.store import deliveries
 from webhook_service.store.database import Executor
 
@@ -24,9 +34,12 @@ class DeliveryPage:
 
 
 class Deliveries:
-    def __init__(self, store: Executor, sender: Sender) -> None:
+    def __init__(self, store: Executor, sender: Sender, first_delay: float, delivered: Callable[[], None]) -> None:
         self._store = store
         self._sender = sender
+        self._first_delay = first_delay
+        # Tells this process's dispatcher that deliveries are due, rather than letting it find them at its next poll.
+        self._delivered = delivered
 
     async def list(
         self, caller: Principal, webhook: str, page_size: int = 0, page_token: str = "", full: bool = False
@@ -60,3 +73,28 @@ class Deliveries:
             extra={"token_id": caller.token_id, "webhook": str(delivery.webhook), "delivery": delivery.delivery_id},
         )
         return again
+
+    async def recover(self, caller: Principal, parent: str, since: datetime | None, request_id: str = "") -> int:
+        """Queues again the FAILED deliveries of a webhook, or of every active webhook of an organization
+        (its stacks' included) or a stack, created at or after `since`, under their own IDs and with a
+        fresh retry schedule; returns how many. A repeat under the same `request_id` returns the first
+        answer and queues nothing new."""
+        check_operation(caller, "RecoverWebhookDeliveries")
+        target = parse_webhook_or_parent(parent, "parent")
+        organization = target.parent.organization if isinstance(target, WebhookName) else target.organization
+        check_reach(caller, organization)
+        if since is None:
+            raise InvalidArgument("since", "is required: deliveries created at or after it are recovered")
+        key = recover_key(check_request_id(request_id), organization, str(target), since.timestamp())
+        count = await self._store.admit(deliveries.recover, target, since.timestamp(), self._first_delay, key)
+        if count:
+            self._delivered()
+        log.info(
+            "token %s recovered %d failed deliveries of %s created since %s",
+            caller.token_id,
+            count,
+            target,
+            since.isoformat(),
+            extra={"webhook": str(target)},
+        )
+        return count

@@ -1,11 +1,12 @@
-"""Webhook registration: create, get, list, update, delete, ping."""
+"""Webhook registration: create, get, list, update, delete, ping, rotate the secret."""
 
 from __future__ import annotations
 
 import dataclasses
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from webhook_service.app.requests import check_request_id
 from webhook_service.dispatch import direct
@@ -16,7 +17,17 @@ from webhook_service.domain.errors import InvalidArgument
 from webhook_service.domain.idempotency import create_key
 from webhook_service.domain.model import Delivery, Webhook, WebhookFields
 from webhook_service.domain.names import Parent, check_webhook_id, parse_parent, parse_webhook_name
-from webhook_service.domain.webhooks import apply_update, check_update_mask, new_webhook_id, validate_webhook
+from webhook_service.domain.webhooks import (
+    SECRET_FIELDS,
+    apply_update,
+    check_rotation,
+    check_update_mask,
+    new_secret,
+    new_webhook_id,
+    rotate,
+    stored_fields,
+    validate_webhook,
+)
 from webhook_service.store import webhooks
 from webhook_service.store.database import Executor
 
@@ -38,6 +49,14 @@ class StackList:
     stacks: list[Parent]
     # More stacks have webhooks than were listed.
     truncated: bool
+
+
+@dataclass(frozen=True)
+class Rotated:
+    """A rotated webhook, and the secret the service generated for it: empty when the caller named one."""
+
+    webhook: Webhook
+    secret: str = field(repr=False)
 
 
 class Webhooks:
@@ -105,7 +124,7 @@ class Webhooks:
         def change(current: Webhook) -> Webhook:
             return apply_update(current, patch, fields, allowed)
 
-        updated = await self._store.admit(webhooks.update, webhook, fields, change)
+        updated = await self._store.admit(webhooks.update, webhook, stored_fields(fields), change)
         log.info(
             "token %s updated %s of webhook %s",
             caller.token_id,
@@ -140,3 +159,28 @@ class Webhooks:
             extra={"token_id": caller.token_id, "webhook": str(webhook), "delivery": delivery.delivery_id},
         )
         return delivery
+
+    async def rotate_secret(
+        self, caller: Principal, name: str, secret: str = "", overlap: float | None = None
+    ) -> Rotated:
+        """Signs with `secret` from now on (a generated one when empty, returned this once), while the secret
+        it replaces keeps signing for `overlap` seconds (24 hours when None, at most 7 days)."""
+        check_operation(caller, "RotateWebhookSecret")
+        webhook = parse_webhook_name(name, "name")
+        check_reach(caller, webhook.parent.organization)
+        seconds = check_rotation(secret, overlap)
+        generated = "" if secret else new_secret()
+
+        def change(current: Webhook) -> Webhook:
+            return rotate(current, secret or generated, seconds, datetime.now(UTC))
+
+        rotated = await self._store.admit(webhooks.update, webhook, SECRET_FIELDS, change)
+        until = rotated.previous_secret_expire_time
+        log.info(
+            "token %s rotated the secret of webhook %s; %s",
+            caller.token_id,
+            webhook,
+            f"the one it replaced signs until {until.isoformat(timespec='seconds')}" if until else "no other signs",
+            extra={"webhook": str(webhook)},
+        )
+        return Rotated(rotated, generated)

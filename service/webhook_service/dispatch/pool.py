@@ -19,7 +19,7 @@ from webhook_service.domain.model import Attempt
 from webhook_service.domain.retries import failing_reason, gone_reason, judge, parse_retry_after
 from webhook_service.domain.scheduling import Capacity
 from webhook_service.metrics import Metrics
-from webhook_service.store import deliveries, notify
+from webhook_service.store import deliveries, notify, webhooks
 from webhook_service.store.database import Executor
 from webhook_service.store.deliveries import Claim, Outcome
 from webhook_service.store.events import IDEMPOTENCY_WINDOW
@@ -59,6 +59,7 @@ class Dispatcher:
         self._flushing: asyncio.Task[None] | None = None
         self._pruning: asyncio.Task[None] | None = None
         self._listening: asyncio.Task[None] | None = None
+        self._erasing: asyncio.Task[None] | None = None
         # Each kind of claim failure, with when it may be logged again.
         self._claim_failures: dict[str, float] = {}
 
@@ -71,6 +72,7 @@ class Dispatcher:
         self._flushing = asyncio.create_task(self._flush_loop(), name="flush")
         self._pruning = asyncio.create_task(self._prune_loop(), name="prune")
         self._listening = asyncio.create_task(self._listen_loop(), name="listen")
+        self._erasing = asyncio.create_task(self._erase_loop(), name="erase")
 
     async def stop(self, grace: float) -> None:
         """Stops claiming; in-flight requests get `grace` seconds; every result is written and every
@@ -94,7 +96,7 @@ class Dispatcher:
         if self._flushing is not None:
             await self._flushing
         await self._flush()
-        for background in (self._pruning, self._listening):
+        for background in (self._pruning, self._listening, self._erasing):
             if background is not None:
                 background.cancel()
                 await asyncio.gather(background, return_exceptions=True)
@@ -202,7 +204,9 @@ class Dispatcher:
         # Header names are case-insensitive; receivers send `retry-after` as often as `Retry-After`.
         asked = next((v for k, v in attempt.response_headers.items() if k.lower() == "retry-after"), None)
         retry_after = parse_retry_after(asked, attempt.start_time)
-        verdict = judge(attempt.response_code, retry_after, attempt.number, self.settings.retry_schedule)
+        # Counted from where the schedule last began: a recovered delivery starts it afresh.
+        made = attempt.number - claim.schedule_start
+        verdict = judge(attempt.response_code, retry_after, made, self.settings.retry_schedule)
         self.metrics.attempted(attempt.response_code, verdict.succeeded, attempt.duration)
         if verdict.succeeded:
             # A queued delivery succeeds once: after that it is never claimed again.
@@ -308,6 +312,18 @@ class Dispatcher:
             except Exception:
                 log.exception("pruning old deliveries failed")
             await asyncio.sleep(self.settings.prune_interval)
+
+    async def _erase_loop(self) -> None:
+        """Erases the secrets rotations replaced once their overlap ends; they stop signing at that moment
+        anyway, and this keeps them on disk at most `erase_interval` longer."""
+        while True:
+            await asyncio.sleep(self.settings.erase_interval)
+            try:
+                erased = await self.store.run(webhooks.erase_expired_secrets)
+                if erased:
+                    log.info("erased %d replaced webhook secrets whose overlap ended", erased)
+            except Exception:
+                log.exception("erasing replaced webhook secrets failed; retrying")
 
 
 def _release_slot(busy: Counter[Any], key: Any) -> int:

@@ -9,12 +9,56 @@ import peewee
 from webhook_service.store.models import (
     AttemptRow,
     BaseModel,
-    DeliveryRow,
     EventRow,
     SchemaVersionRow,
     TokenRow,
-    WebhookRow,
 )
+
+
+class _WebhookRowV1(BaseModel):
+    """webhook as the first release made it; _previous_secrets adds to it."""
+
+    id = peewee.AutoField()
+    organization = peewee.CharField(max_length=100)
+    project = peewee.CharField(max_length=100, default="")
+    stack = peewee.CharField(max_length=100, default="")
+    webhook_id = peewee.CharField(max_length=32)
+    display_name = peewee.TextField()
+    payload_url = peewee.TextField()
+    secret = peewee.TextField(default="")
+    active = peewee.BooleanField(default=True)
+    format = peewee.CharField(max_length=16)
+    filters = peewee.TextField(default="")
+    groups = peewee.TextField(default="")
+    disabled_reason = peewee.TextField(default="")
+    failing_since = peewee.DoubleField(null=True)
+    create_time = peewee.DoubleField()
+    update_time = peewee.DoubleField()
+
+    class Meta:
+        table_name = "webhook"
+        indexes = ((("organization", "project", "stack", "webhook_id"), True),)
+
+
+class _DeliveryRowV1(BaseModel):
+    """delivery as the first release made it; _recovered_schedules adds to it."""
+
+    id = peewee.AutoField()
+    delivery_id = peewee.CharField(max_length=64, unique=True)
+    webhook = peewee.ForeignKeyField(_WebhookRowV1, on_delete="CASCADE", index=True)
+    event = peewee.ForeignKeyField(EventRow, null=True, on_delete="CASCADE", index=True)
+    kind = peewee.CharField(max_length=32)
+    payload = peewee.BlobField()
+    state = peewee.CharField(max_length=16)
+    attempt_count = peewee.IntegerField(default=0)
+    next_attempt_time = peewee.DoubleField(null=True)
+    lease_owner = peewee.CharField(max_length=64, null=True)
+    lease_expires = peewee.DoubleField(null=True)
+    create_time = peewee.DoubleField(index=True)
+
+    class Meta:
+        table_name = "delivery"
+        indexes = ((("state", "next_attempt_time"), False),)
 
 
 class _IdempotencyRowV1(BaseModel):
@@ -32,7 +76,7 @@ class _IdempotencyRowV1(BaseModel):
 
 
 def _initial(db: peewee.Database) -> None:
-    db.create_tables([WebhookRow, EventRow, DeliveryRow, AttemptRow, _IdempotencyRowV1])
+    db.create_tables([_WebhookRowV1, EventRow, _DeliveryRowV1, AttemptRow, _IdempotencyRowV1])
 
 
 def _api_tokens(db: peewee.Database) -> None:
@@ -69,6 +113,22 @@ def _shared_settings(db: peewee.Database) -> None:
     )
 
 
+def _previous_secrets(db: peewee.Database) -> None:
+    """A rotated webhook keeps the secret it replaced, sealed, until its overlap ends."""
+    for statement in (
+        """ALTER TABLE "webhook" ADD COLUMN "previous_secret" TEXT NOT NULL DEFAULT ''""",
+        'ALTER TABLE "webhook" ADD COLUMN "previous_secret_expire_time" DOUBLE PRECISION',
+    ):
+        db.execute_sql(statement)  # type: ignore[no-untyped-call]
+
+
+def _recovered_schedules(db: peewee.Database) -> None:
+    """A recovered delivery starts its retry schedule afresh after the attempts it has made."""
+    db.execute_sql(  # type: ignore[no-untyped-call]
+        'ALTER TABLE "delivery" ADD COLUMN "schedule_start" INTEGER NOT NULL DEFAULT 0'
+    )
+
+
 # Append only: a released migration never changes, so every database reaches the same schema. A change to
 # an existing table is a new migration (playhouse.migrate's add_column and friends, or SQL both engines
 # read), and the migration that created the table keeps a frozen copy of the model as it was then.
@@ -78,6 +138,8 @@ MIGRATIONS: tuple[Callable[[peewee.Database], None], ...] = (
     _idempotency_per_organization,
     _pending_by_webhook,
     _shared_settings,
+    _previous_secrets,
+    _recovered_schedules,
 )
 LATEST = len(MIGRATIONS)
 

@@ -12,6 +12,8 @@ from webhook_service.api.grpc.convert import (
     delivery_to_proto,
     delivery_view,
     fields_set,
+    moment_from_proto,
+    seconds_from_proto,
     webhook_fields,
     webhook_to_proto,
 )
@@ -89,3 +91,19 @@ class WebhookService(webhook_service_pb2_grpc.WebhookServiceServicer):
         self, request: webhook_service_pb2.RedeliverWebhookDeliveryRequest, context: Context
     ) -> delivery_pb2.WebhookDelivery:
         return delivery_to_proto(await self.deliveries.redeliver(caller(), request.name), full=True)
+
+    async def RotateWebhookSecret(
+        self, request: webhook_service_pb2.RotateWebhookSecretRequest, context: Context
+    ) -> webhook_service_pb2.RotateWebhookSecretResponse:
+        overlap = seconds_from_proto(request.overlap, "overlap") if request.HasField("overlap") else None
+        rotated = await self.webhooks.rotate_secret(caller(), request.name, request.secret, overlap)
+        return webhook_service_pb2.RotateWebhookSecretResponse(
+            webhook=webhook_to_proto(rotated.webhook), secret=rotated.secret
+        )
+
+    async def RecoverWebhookDeliveries(
+        self, request: webhook_service_pb2.RecoverWebhookDeliveriesRequest, context: Context
+    ) -> webhook_service_pb2.RecoverWebhookDeliveriesResponse:
+        since = moment_from_proto(request.since, "since") if request.HasField("since") else None
+        count = await self.deliveries.recover(caller(), request.parent, since, request.request_id)
+        return webhook_service_pb2.RecoverWebhookDeliveriesResponse(recovered_count=count)

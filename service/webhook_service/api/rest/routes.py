@@ -15,7 +15,14 @@ from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler as RouteHandler
 
 from webhook_service.api.observe import CODE_NAMES, record_call
-from webhook_service.api.rest.convert import delivery_json, parse_object, webhook_body, webhook_json
+from webhook_service.api.rest.convert import (
+    delivery_json,
+    parse_object,
+    recovery_body,
+    rotation_body,
+    webhook_body,
+    webhook_json,
+)
 from webhook_service.api.rest.errors import answer_errors
 from webhook_service.app import Application
 from webhook_service.domain.access import Principal
@@ -48,6 +55,10 @@ class RestApi:
                 (hdrs.METH_POST, f"{hook}/ping", "PingWebhook", self.ping_webhook),
                 (hdrs.METH_GET, f"{hook}/deliveries", "ListWebhookDeliveries", self.list_deliveries),
                 (hdrs.METH_POST, f"{hook}/deliveries/{{id}}/redeliver", "RedeliverWebhookDelivery", self.redeliver),
+                # Beyond Pulumi's routes.
+                (hdrs.METH_POST, f"{hook}/rotate-secret", "RotateWebhookSecret", self.rotate_secret),
+                (hdrs.METH_POST, f"{hook}/deliveries/recover", "RecoverWebhookDeliveries", self.recover_webhook),
+                (hdrs.METH_POST, f"{scope}/deliveries/recover", "RecoverWebhookDeliveries", self.recover_scope),
             )
             for method, path, operation, handler in routes:
                 api.router.add_route(method, path, self._called(operation, handler))
@@ -127,6 +138,32 @@ class RestApi:
     async def redeliver(self, request: web.Request, caller: Principal) -> web.StreamResponse:
         name = f"{_webhook(request)}/deliveries/{_segment(request, 'id')}"
         return web.json_response(delivery_json(await self._app.deliveries.redeliver(caller, name)))
+
+    async def rotate_secret(self, request: web.Request, caller: Principal) -> web.StreamResponse:
+        """The webhook, and the secret the service generated when the body named none (this once only)."""
+        secret, overlap = rotation_body(await _optional_object(request))
+        rotated = await self._app.webhooks.rotate_secret(caller, _webhook(request), secret, overlap)
+        answer: dict[str, Any] = {"webhook": webhook_json(rotated.webhook)}
+        if rotated.secret:
+            answer["secret"] = rotated.secret
+        return web.json_response(answer)
+
+    async def recover_webhook(self, request: web.Request, caller: Principal) -> web.StreamResponse:
+        return await self._recover(request, caller, _webhook(request))
+
+    async def recover_scope(self, request: web.Request, caller: Principal) -> web.StreamResponse:
+        return await self._recover(request, caller, str(_parent(request)))
+
+    async def _recover(self, request: web.Request, caller: Principal, parent: str) -> web.StreamResponse:
+        since, request_id = recovery_body(await _optional_object(request))
+        count = await self._app.deliveries.recover(caller, parent, since, request_id)
+        return web.json_response({"recoveredCount": count})
+
+
+async def _optional_object(request: web.Request) -> dict[str, Any]:
+    """The JSON object of a body that may be left out altogether."""
+    raw = await request.read()
+    return parse_object(raw) if raw else {}
 
 
 def _segment(request: web.Request, key: str) -> str:
