@@ -110,7 +110,9 @@ def test_running_at_scale_runs_as_written(tmp_path: Path, postgres_cluster: Post
         f"grpcurl -plaintext 127.0.0.1:{port} grpc.health.v1.Health/Check"
         for port in ports
     )
-    script += f"\n{check}\nsleep 1\njobs -r | wc -l\nkill $(jobs -p)\nwait\n"
+    # Whatever fails, the servers started in the background go with the script.
+    script = "trap 'kill $(jobs -p) 2>/dev/null; wait' EXIT\n" + script
+    script += f"\n{check}\nsleep 1\njobs -r | wc -l\n"
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     done = subprocess.run(
         ["bash", "-euo", "pipefail", "-c", script], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120
