@@ -24,7 +24,7 @@ async def post_loop(
         nonlocal remaining, succeeded
         while remaining > 0:
             remaining -= 1
-            headers = delivery_headers(new_id(), kind, body, secret)
+            headers = delivery_headers(new_id(), kind, body, secret, int(time.time()))
             async with session.post(url, data=body, headers=headers, allow_redirects=False) as response:
                 await response.read()
                 if response.status == 200:

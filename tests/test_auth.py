@@ -86,6 +86,17 @@ def _redeliver(client: Client, admin: Client, receiver: Receiver, org: str) -> A
     return client.webhooks.RedeliverWebhookDelivery(WS.RedeliverWebhookDeliveryRequest(name=name))
 
 
+def _rotate(client: Client, admin: Client, receiver: Receiver, org: str) -> Any:
+    name = fixture_hook(admin, receiver, org)[0]
+    return client.webhooks.RotateWebhookSecret(WS.RotateWebhookSecretRequest(name=name, secret="rotated"))
+
+
+def _recover(client: Client, admin: Client, receiver: Receiver, org: str) -> Any:
+    request = WS.RecoverWebhookDeliveriesRequest(parent=fixture_hook(admin, receiver, org)[0])
+    request.since.GetCurrentTime()
+    return client.webhooks.RecoverWebhookDeliveries(request)
+
+
 def _publish(client: Client, admin: Client, receiver: Receiver, org: str) -> Any:
     return publish(client, seed.update_event(stack=f"organizations/{org}/projects/p/stacks/s"))
 
@@ -100,6 +111,8 @@ CALLS: dict[str, Call] = {
     "ListWebhookDeliveries": _list_deliveries,
     "GetWebhookDelivery": _get_delivery,
     "RedeliverWebhookDelivery": _redeliver,
+    "RotateWebhookSecret": _rotate,
+    "RecoverWebhookDeliveries": _recover,
     "PublishEvent": _publish,
 }
 ALLOWED = {

@@ -118,9 +118,15 @@ def test_an_older_database_upgrades_in_place_with_its_data(
             published = client.events.PublishEvent(ES.PublishEventRequest(event=event, request_id="legacy-publish"))
             assert published.event_id != "evt-1"
             assert LEGACY_DELIVERY not in published.deliveries
-        [ping] = receiver.received(path)
-        expected = hmac.new(b"old-secret", ping.body, hashlib.sha256).hexdigest()
-        assert hmac.compare_digest(ping.headers["Pulumi-Webhook-Signature"], expected)
+            # Upgraded rows rotate like new ones: the old secret keeps Pulumi's header through the overlap.
+            rotated = client.webhooks.RotateWebhookSecret(WS.RotateWebhookSecretRequest(name=name, secret="new"))
+            assert rotated.webhook.HasField("previous_secret_expire_time")
+            client.webhooks.PingWebhook(WS.PingWebhookRequest(name=name))
+        [ping, during_rotation] = receiver.received(path)
+        for request in (ping, during_rotation):
+            expected = hmac.new(b"old-secret", request.body, hashlib.sha256).hexdigest()
+            assert hmac.compare_digest(request.headers["Pulumi-Webhook-Signature"], expected)
+        assert len(during_rotation.headers["webhook-signature"].split()) == 2
         assert b"old-secret" not in databases.stored_bytes(url, with_log=False)
     finally:
         running.stop()

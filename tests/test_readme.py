@@ -40,6 +40,31 @@ def test_walk_through_runs_as_written(server: RunningServer) -> None:
         assert '"resourceChanges"' in receiver.log
 
 
+def test_rotation_and_recovery_run_as_written(server: RunningServer) -> None:
+    [script] = re.findall(r"```sh\n(.*?)```", section("Rotating secrets and recovering deliveries"), re.S)
+    with walk_through_receiver() as (receiver, receiver_address):
+        done = run_script(
+            script,
+            {
+                "127.0.0.1:50051": server.target,
+                "127.0.0.1:8000": receiver_address,
+                "data/admin-token": str(server.settings.admin_token_file),
+            },
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert done.stdout.count('"previous_secret_expire_time"') == 1
+        assert done.stdout.count('"recovered_count": 0') == 3
+        assert "n3w-s3cr3t" not in done.stdout
+        deadline = time.monotonic() + 5
+        while receiver.log.count("POST /rotating") < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        # The ping during the overlap verifies with the old secret both ways; the one after it with neither.
+        pings = [line for line in receiver.log.splitlines() if line.startswith("POST /rotating")]
+        assert len(pings) == 2, receiver.log
+        assert pings[0].endswith("signature=valid webhook-signature=valid")
+        assert pings[1].endswith("signature=INVALID webhook-signature=INVALID")
+
+
 def test_token_commands_run_as_written(tmp_path: Path) -> None:
     [script] = re.findall(r"```sh\n(.*?)```", section("Security"), re.S)
     script = script.replace(".venv/bin/webhooks", str(Path(sys.executable).parent / "webhooks"))
@@ -85,7 +110,9 @@ def test_running_at_scale_runs_as_written(tmp_path: Path, postgres_cluster: Post
         f"grpcurl -plaintext 127.0.0.1:{port} grpc.health.v1.Health/Check"
         for port in ports
     )
-    script += f"\n{check}\nsleep 1\njobs -r | wc -l\nkill $(jobs -p)\nwait\n"
+    # Whatever fails, the servers started in the background go with the script.
+    script = "trap 'kill $(jobs -p) 2>/dev/null; wait' EXIT\n" + script
+    script += f"\n{check}\nsleep 1\njobs -r | wc -l\n"
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     done = subprocess.run(
         ["bash", "-euo", "pipefail", "-c", script], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120

@@ -226,6 +226,10 @@ ROUTES: dict[str, tuple[str, str, Any]] = {
     "ping": ("POST", "/orgs/{org}/hooks/fixed/ping", None),
     "deliveries": ("GET", "/orgs/{org}/hooks/fixed/deliveries", None),
     "redeliver": ("POST", "/orgs/{org}/hooks/fixed/deliveries/{delivery}/redeliver", None),
+    "rotate secret": ("POST", "/orgs/{org}/hooks/fixed/rotate-secret", {"overlap": "1h"}),
+    "recover": ("POST", "/orgs/{org}/hooks/fixed/deliveries/recover", {"since": 0}),
+    "recover the organization's": ("POST", "/orgs/{org}/deliveries/recover", {"since": 0}),
+    "recover a stack's": ("POST", "/stacks/{org}/p/s/deliveries/recover", {"since": 0}),
 }
 
 

@@ -29,6 +29,9 @@ def test_rest_examples_run_as_written(server: RunningServer) -> None:
         assert '"displayName": "CI failures"' in done.stdout
         assert '"kind": "ping"' in done.stdout
         assert '"attemptCount": 2' in done.stdout
+        assert done.stdout.count('"previousSecretExpireTime"') == 1
+        assert done.stdout.count('{"recoveredCount": 0}') == 2
+        assert "n3w-s3cr3t" not in done.stdout
         assert '{"code": 404, "message": "webhook organizations/acme/webhooks/nope does not exist"}' in done.stdout
         deadline = time.monotonic() + 5
         while receiver.log.count("signature=valid") < 2 and time.monotonic() < deadline:

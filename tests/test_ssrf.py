@@ -101,7 +101,9 @@ def reopened_without_loopback(tmp_path: Path, databases: Databases, url: str) ->
     with opened.client() as client:
         make_webhook(client, "organizations/acme", url)
     opened.stop()
-    return RunningServer(settings_in(tmp_path, database, DispatchSettings(allow_network=(), retry_schedule=(0.0,))))
+    # The operator closes the range on purpose: the new settings replace the ones the database holds.
+    closing = DispatchSettings(allow_network=(), retry_schedule=(0.0,))
+    return RunningServer(settings_in(tmp_path, database, closing, take_over_settings=True))
 
 
 def test_a_name_resolving_to_loopback_is_refused_when_connecting(

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 import peewee
 
-from webhook_service import __version__
+from webhook_service import __version__, logs
 from webhook_service.dispatch.settings import DEFAULT_RETRY_SCHEDULE, DispatchSettings
 from webhook_service.domain.access import Role, parse_organizations
 from webhook_service.domain.durations import parse_duration, parse_schedule
@@ -198,6 +198,30 @@ def add_dispatch_flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def one_of(options: Sequence[str], what: str) -> Callable[[str], str]:
+    """A flag value among `options`, checked also when it comes from the environment (argparse checks
+    `choices` only on the command line)."""
+
+    def parse(text: str) -> str:
+        if text not in options:
+            raise ValueError(f"{text} is not one of {', '.join(options)}")
+        return text
+
+    parse.__name__ = what
+    return parse
+
+
+def add_log_flags(parser: argparse.ArgumentParser) -> None:
+    add_flag(parser, "--log-format", "text, or json: one object a line", "text", type=one_of(logs.FORMATS, "format"))
+    add_flag(
+        parser,
+        "--log-level",
+        f"least severe lines logged, {'|'.join(logs.LEVELS)}; debug adds a line per call and per attempt",
+        "info",
+        type=one_of(logs.LEVELS, "level"),
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="webhooks", description="Pulumi-style webhook delivery over gRPC.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -234,12 +258,14 @@ def build_parser() -> argparse.ArgumentParser:
     add_flag(serve, "--tls-cert", "PEM certificate chain: serve TLS", type=Path)
     add_flag(serve, "--tls-key", "PEM private key of --tls-cert", type=Path)
     add_flag(serve, "--tls-client-ca", "PEM CA bundle: require client certificates it signed", type=Path)
+    add_log_flags(serve)
 
     dispatch = commands.add_parser("dispatch", help="run only a dispatcher against the database", epilog=DURATIONS)
     add_dispatch_flags(dispatch)
     add_flag(
         dispatch, "--http-listen", "HTTP address for /metrics, /healthz and /readyz, or off", "off", metavar="HOST:PORT"
     )
+    add_log_flags(dispatch)
 
     token_commands = commands.add_parser("tokens", help="manage API tokens").add_subparsers(
         dest="tokens_command", required=True
@@ -380,7 +406,7 @@ def _when(moment: Any) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logs.configure(getattr(args, "log_format", "text"), getattr(args, "log_level", "info"))
     if args.command == "receive":
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(receive(args.listen, args.secret))

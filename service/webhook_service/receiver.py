@@ -6,10 +6,11 @@ import asyncio
 import hmac
 import json
 import sys
+from collections.abc import Mapping
 
 from aiohttp import web
 
-from webhook_service.domain.signing import signature
+from webhook_service.domain.signing import signature, standard_signature
 
 
 def verdict(secret: str, body: bytes, header: str | None) -> str:
@@ -20,6 +21,20 @@ def verdict(secret: str, body: bytes, header: str | None) -> str:
     return "valid" if hmac.compare_digest(signature(secret, body), header) else "INVALID"
 
 
+def standard_verdict(secret: str, body: bytes, headers: Mapping[str, str]) -> str:
+    """Whether one of the Standard Webhooks signatures is this secret's (the timestamp is not judged here).
+    `headers` are looked up case-insensitively, as aiohttp's are."""
+    if not secret:
+        return "unchecked (no --secret)"
+    delivery_id, timestamp, given = (
+        headers.get(name) for name in ("webhook-id", "webhook-timestamp", "webhook-signature")
+    )
+    if delivery_id is None or given is None or timestamp is None or not timestamp.isdigit():
+        return "MISSING"
+    expected = standard_signature(secret, delivery_id, int(timestamp), body)
+    return "valid" if any(hmac.compare_digest(expected, each) for each in given.split()) else "INVALID"
+
+
 def make_app(secret: str) -> web.Application:
     async def handle(request: web.Request) -> web.Response:
         body = await request.read()
@@ -27,7 +42,8 @@ def make_app(secret: str) -> web.Application:
         print(
             f"{request.method} {request.path} kind={headers.get('Pulumi-Webhook-Kind')} "
             f"id={headers.get('Pulumi-Webhook-ID')} "
-            f"signature={verdict(secret, body, headers.get('Pulumi-Webhook-Signature'))}",
+            f"signature={verdict(secret, body, headers.get('Pulumi-Webhook-Signature'))} "
+            f"webhook-signature={standard_verdict(secret, body, headers)}",
             flush=True,
         )
         try:

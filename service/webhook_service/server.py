@@ -14,10 +14,11 @@ import peewee
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 
-from webhook_service.api import console
+from webhook_service.api import console, ops
 from webhook_service.api.grpc.calls import CallInterceptor
 from webhook_service.api.grpc.errors import ErrorInterceptor
 from webhook_service.api.grpc.event_service import EventService
+from webhook_service.api.grpc.observe import ObserveInterceptor
 from webhook_service.api.grpc.reflection import enable_reflection
 from webhook_service.api.grpc.webhook_service import WebhookService
 from webhook_service.api.http import OFF, HttpListener, Installer
@@ -31,6 +32,7 @@ from webhook_service.domain.access import Principal
 from webhook_service.domain.agreement import TAKE_OVER, disagreements, refusal, shared_settings
 from webhook_service.domain.limits import MAX_REQUEST_BYTES
 from webhook_service.files import exposure, write_private
+from webhook_service.metrics import Metrics
 from webhook_service.store import settings as settings_store
 from webhook_service.store import tokens, webhooks
 from webhook_service.store.database import Executor, connections_for, describe, open_database
@@ -106,6 +108,10 @@ class DispatchProcess:
         self.sender = Sender(settings.dispatch.delivery_timeout, settings.dispatch.allow_network)
         self.dispatcher: Dispatcher | None = None
         self.http: HttpListener | None = None
+        # This process's series, apart from any other process's or test's.
+        self.metrics = Metrics()
+        # Set once shutdown begins: /readyz then says not ready while in-flight work finishes.
+        self.stopping = False
 
     async def start(self) -> None:
         await self._open()
@@ -114,7 +120,11 @@ class DispatchProcess:
 
     def _http_doors(self) -> list[Installer]:
         """What the HTTP listener serves in this process."""
-        return []
+        assert self.store is not None
+        return [ops.installer(self.metrics, self.store, self._serving)]
+
+    def _serving(self) -> bool:
+        return not self.stopping
 
     async def _listen_http(self) -> None:
         if self.settings.http_listen == OFF:
@@ -158,11 +168,12 @@ class DispatchProcess:
         await self._agree_on_settings()
         await self.sender.start()
         if self.settings.dispatch.concurrency > 0:
-            self.dispatcher = Dispatcher(self.store, self.sender, self.settings.dispatch)
+            self.dispatcher = Dispatcher(self.store, self.sender, self.settings.dispatch, self.metrics)
             await self.dispatcher.start()
             log.info("dispatching from database %s as %s", describe(db), self.dispatcher.owner)
 
     async def stop(self) -> None:
+        self.stopping = True
         await self._stop_dispatching()
         await self._close()
 
@@ -214,11 +225,13 @@ class Server(DispatchProcess):
             max_calls=self.settings.max_concurrent_rpcs,
             first_delay=self.settings.dispatch.retry_schedule[0],
             delivered=wake,
+            metrics=self.metrics,
         )
         self.app = app
         server = grpc.aio.server(
-            # In call order: errors become statuses around everything, then the application's gate.
-            interceptors=[ErrorInterceptor(), CallInterceptor(app.calls)],
+            # In call order: every call counted with the status it ends with, errors become statuses around
+            # everything else, then the application's gate.
+            interceptors=[ObserveInterceptor(self.metrics), ErrorInterceptor(), CallInterceptor(app.calls)],
             options=[
                 # A second server on a taken port must fail, not silently share it.
                 ("grpc.so_reuseport", 0),
@@ -289,6 +302,7 @@ class Server(DispatchProcess):
     async def stop(self) -> None:
         """Health says NOT_SERVING first, so balancers stop sending; new calls are refused while
         in-flight calls and deliveries get the grace period."""
+        self.stopping = True
         await self.health.enter_graceful_shutdown()
         stopping = [self._stop_dispatching()]
         if self._server is not None:

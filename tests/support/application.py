@@ -7,6 +7,7 @@ from cryptography.fernet import Fernet
 from tests.support.running import LOOPBACK
 from webhook_service.app import Application
 from webhook_service.dispatch.sender import Sender
+from webhook_service.metrics import Metrics
 from webhook_service.store.database import Executor, open_database
 from webhook_service.store.secrets import SecretBox
 
@@ -21,4 +22,5 @@ def build_application(database: str) -> Application:
         max_calls=64,
         first_delay=0.0,
         delivered=lambda: None,
+        metrics=Metrics(),
     )

@@ -20,6 +20,12 @@ class Received:
     headers: dict[str, str]
     body: bytes
     at: float
+    # Why the path's check refused the request; empty when it passed or the path has none.
+    refused: str = ""
+
+
+# Checks a request's headers and body, raising when it must be refused.
+Check = Callable[[dict[str, str], bytes], object]
 
 
 @dataclass
@@ -33,13 +39,15 @@ class Reply:
 
 
 class Receiver:
-    """Answers `Reply()` unless scripted: `script(path, [...])` hands out replies in order, then repeats the last."""
+    """Answers `Reply()` unless scripted: `script(path, [...])` hands out replies in order, then repeats the last.
+    A path given a `check` answers 401 with the reason instead whenever the check raises."""
 
     def __init__(self) -> None:
         self._loop = BackgroundLoop()
         self._lock = threading.Lock()
         self._received: dict[str, list[Received]] = defaultdict(list)
         self._scripts: dict[str, list[Reply]] = {}
+        self._checks: dict[str, Check] = {}
         self._runner, self.port = self._loop.run(self._start())
         self.base = f"http://127.0.0.1:{self.port}"
 
@@ -56,8 +64,18 @@ class Receiver:
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
+        headers = dict(request.headers)
+        check = self._checks.get(request.path)
+        refused = ""
+        if check is not None:
+            try:
+                check(headers, body)
+            except Exception as error:
+                refused = f"{type(error).__name__}: {error}"
         with self._lock:
-            self._received[request.path].append(Received(request.path, dict(request.headers), body, time.time()))
+            self._received[request.path].append(Received(request.path, headers, body, time.time(), refused))
+            if refused:
+                return web.Response(status=401, text=refused)
             script = self._scripts.get(request.path)
             reply = (script.pop(0) if len(script) > 1 else script[0]) if script else Reply()
         if reply.before is not None:
@@ -72,6 +90,10 @@ class Receiver:
     def script(self, path: str, replies: list[Reply]) -> None:
         with self._lock:
             self._scripts[path] = list(replies)
+
+    def check(self, path: str, check: Check) -> None:
+        with self._lock:
+            self._checks[path] = check
 
     def received(self, path: str) -> list[Received]:
         with self._lock:

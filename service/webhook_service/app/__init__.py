@@ -14,6 +14,7 @@ from webhook_service.app.deliveries import Deliveries
 from webhook_service.app.events import Events
 from webhook_service.app.webhooks import Webhooks
 from webhook_service.dispatch.sender import Sender
+from webhook_service.metrics import Metrics
 from webhook_service.store.database import Executor
 
 
@@ -31,9 +32,12 @@ class Application:
         max_calls: int,
         first_delay: float,
         delivered: Callable[[], None],
+        metrics: Metrics,
     ) -> None:
         self.store = store
+        # The process's series, for every door to count its calls in (api/observe.py).
+        self.metrics = metrics
         self.calls = Calls(authenticator, rate_limit, max_calls)
         self.webhooks = Webhooks(store, sender)
-        self.deliveries = Deliveries(store, sender)
-        self.events = Events(store, first_delay, delivered)
+        self.deliveries = Deliveries(store, sender, first_delay, delivered)
+        self.events = Events(store, first_delay, delivered, metrics)

@@ -1,18 +1,27 @@
-"""The delivery log: list, get, redeliver."""
+"""The delivery log: list, get, redeliver, recover."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
+from webhook_service.app.requests import check_request_id
 from webhook_service.dispatch import direct
 from webhook_service.dispatch.sender import Sender
 from webhook_service.domain import pages
 from webhook_service.domain.access import Principal, check_operation, check_reach
-from webhook_service.domain.errors import Violation, Violations
+from webhook_service.domain.errors import Reason, Violation, Violations
+from webhook_service.domain.idempotency import recover_key
 from webhook_service.domain.model import Delivery
-from webhook_service.domain.names import parse_delivery_name, parse_webhook_name
+from webhook_service.domain.names import (
+    Parent,
+    WebhookName,
+    parse_delivery_name,
+    parse_webhook_name,
+    parse_webhook_or_parent,
+)
 from webhook_service.store import deliveries
 from webhook_service.store.database import Executor
 
@@ -26,9 +35,12 @@ class DeliveryPage:
 
 
 class Deliveries:
-    def __init__(self, store: Executor, sender: Sender) -> None:
+    def __init__(self, store: Executor, sender: Sender, first_delay: float, delivered: Callable[[], None]) -> None:
         self._store = store
         self._sender = sender
+        self._first_delay = first_delay
+        # Tells this process's dispatcher that deliveries are due, rather than letting it find them at its next poll.
+        self._delivered = delivered
 
     async def list(
         self,
@@ -74,6 +86,48 @@ class Deliveries:
             "token %s redelivered %s",
             caller.token_id,
             delivery,
-            extra={"webhook": str(delivery.webhook), "delivery": delivery.delivery_id},
+            extra={"token_id": caller.token_id, "webhook": str(delivery.webhook), "delivery": delivery.delivery_id},
         )
         return again
+
+    async def recover(
+        self,
+        caller: Principal,
+        parent: str,
+        since: datetime | None,
+        request_id: str = "",
+        rejected: Sequence[Violation] = (),
+    ) -> int:
+        """Queues again the FAILED deliveries of a webhook, or of every active webhook of an organization
+        (its stacks' included) or a stack, created at or after `since`, under their own IDs and with a
+        fresh retry schedule; returns how many. A repeat under the same `request_id` returns the first
+        answer and queues nothing new. `rejected` are the violations the door found reading the request,
+        reported with every other one."""
+        check_operation(caller, "RecoverWebhookDeliveries")
+        found = Violations(rejected)
+        target = found.check(parse_webhook_or_parent, parent, "parent")
+        organization = "" if target is None else _organization(target)
+        if target is not None:
+            check_reach(caller, organization)
+        if since is None and "since" not in {violation.field for violation in found.found}:
+            found.add("since", "is required: deliveries created at or after it are recovered", Reason.FIELD_REQUIRED)
+        found.check(check_request_id, request_id)
+        found.raise_any()
+        assert target is not None and since is not None
+        key = recover_key(request_id, organization, str(target), since.timestamp())
+        count = await self._store.admit(deliveries.recover, target, since.timestamp(), self._first_delay, key)
+        if count:
+            self._delivered()
+        log.info(
+            "token %s recovered %d failed deliveries of %s created since %s",
+            caller.token_id,
+            count,
+            target,
+            since.isoformat(),
+            extra={"webhook": str(target)},
+        )
+        return count
+
+
+def _organization(target: WebhookName | Parent) -> str:
+    return target.parent.organization if isinstance(target, WebhookName) else target.organization

@@ -13,17 +13,19 @@ from webhook_service.domain.limits import MAX_EVENT_BYTES
 from webhook_service.domain.model import Event
 from webhook_service.domain.payloads import event_kind
 from webhook_service.domain.routing import route
+from webhook_service.metrics import Metrics
 from webhook_service.store import events
 from webhook_service.store.database import Executor
 from webhook_service.store.events import Published
 
 
 class Events:
-    def __init__(self, store: Executor, first_delay: float, delivered: Callable[[], None]) -> None:
+    def __init__(self, store: Executor, first_delay: float, delivered: Callable[[], None], metrics: Metrics) -> None:
         self._store = store
         self._first_delay = first_delay
         # Tells this process's dispatcher that deliveries are due, rather than letting it find them at its next poll.
         self._delivered = delivered
+        self._metrics = metrics
 
     async def publish(
         self,
@@ -45,14 +47,17 @@ class Events:
         found.check(check_request_id, request_id)
         found.raise_any()
         assert event is not None, "an event the door could not read comes with violations"
+        kind = event_kind(event)
         published = await self._store.admit(
             events.publish,
             event,
-            event_kind(event),
+            kind,
             functools.partial(route, event),
             self._first_delay,
             publish_key(request_id, event),
         )
+        if not published.replayed:
+            self._metrics.published(kind)
         if published.deliveries:
             self._delivered()
         return published

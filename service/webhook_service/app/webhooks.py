@@ -1,11 +1,12 @@
-"""Webhook registration: create, get, list, update, delete, ping."""
+"""Webhook registration: create, get, list, update, delete, ping, rotate the secret."""
 
 from __future__ import annotations
 
 import dataclasses
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from webhook_service.app.requests import check_request_id
 from webhook_service.dispatch import direct
@@ -17,10 +18,15 @@ from webhook_service.domain.idempotency import create_key
 from webhook_service.domain.model import Delivery, Webhook, WebhookFields
 from webhook_service.domain.names import Parent, check_webhook_id, parse_parent, parse_webhook_name
 from webhook_service.domain.webhooks import (
+    SECRET_FIELDS,
     apply_update,
     check_etag,
+    check_rotation,
     check_update_mask,
+    new_secret,
     new_webhook_id,
+    rotate,
+    stored_fields,
     validate_webhook,
 )
 from webhook_service.store import webhooks
@@ -44,6 +50,14 @@ class StackList:
     stacks: list[Parent]
     # More stacks have webhooks than were listed.
     truncated: bool
+
+
+@dataclass(frozen=True)
+class Rotated:
+    """A rotated webhook, and the secret the service generated for it: empty when the caller named one."""
+
+    webhook: Webhook
+    secret: str = field(repr=False)
 
 
 class Webhooks:
@@ -84,7 +98,12 @@ class Webhooks:
         assert webhook is not None
         key = create_key(request_id, webhook, requested_id)
         created = await self._store.admit(webhooks.create, webhook, key)
-        log.info("token %s created webhook %s", caller.token_id, created.name, extra={"webhook": created.name})
+        log.info(
+            "token %s created webhook %s",
+            caller.token_id,
+            created.name,
+            extra={"token_id": caller.token_id, "webhook": created.name},
+        )
         return created
 
     async def get(self, caller: Principal, name: str) -> Webhook:
@@ -147,13 +166,13 @@ class Webhooks:
             assert changed is not None
             return changed
 
-        updated = await self._store.admit(webhooks.update, webhook, fields, change)
+        updated = await self._store.admit(webhooks.update, webhook, stored_fields(fields), change)
         log.info(
             "token %s updated %s of webhook %s",
             caller.token_id,
             ",".join(fields) or "nothing",
             webhook,
-            extra={"webhook": str(webhook)},
+            extra={"token_id": caller.token_id, "webhook": str(webhook)},
         )
         return updated
 
@@ -162,7 +181,12 @@ class Webhooks:
         webhook = parse_webhook_name(name, "name")
         check_reach(caller, webhook.parent.organization)
         await self._store.admit(webhooks.delete, webhook)
-        log.info("token %s deleted webhook %s", caller.token_id, webhook, extra={"webhook": str(webhook)})
+        log.info(
+            "token %s deleted webhook %s",
+            caller.token_id,
+            webhook,
+            extra={"token_id": caller.token_id, "webhook": str(webhook)},
+        )
 
     async def ping(self, caller: Principal, name: str) -> Delivery:
         """Sent at once, not queued; the delivery with its one attempt."""
@@ -174,6 +198,41 @@ class Webhooks:
             "token %s pinged webhook %s",
             caller.token_id,
             webhook,
-            extra={"webhook": str(webhook), "delivery": delivery.delivery_id},
+            extra={"token_id": caller.token_id, "webhook": str(webhook), "delivery": delivery.delivery_id},
         )
         return delivery
+
+    async def rotate_secret(
+        self,
+        caller: Principal,
+        name: str,
+        secret: str = "",
+        overlap: float | None = None,
+        rejected: Sequence[Violation] = (),
+    ) -> Rotated:
+        """Signs with `secret` from now on (a generated one when empty, returned this once), while the secret
+        it replaces keeps signing for `overlap` seconds (24 hours when None, at most 7 days). `rejected` are
+        the violations the door found reading the request, reported with every other one."""
+        check_operation(caller, "RotateWebhookSecret")
+        found = Violations(rejected)
+        webhook = found.check(parse_webhook_name, name, "name")
+        if webhook is not None:
+            check_reach(caller, webhook.parent.organization)
+        seconds = found.check(check_rotation, secret, overlap)
+        found.raise_any()
+        assert webhook is not None and seconds is not None
+        generated = "" if secret else new_secret()
+
+        def change(current: Webhook) -> Webhook:
+            return rotate(current, secret or generated, seconds, datetime.now(UTC))
+
+        rotated = await self._store.admit(webhooks.update, webhook, SECRET_FIELDS, change)
+        until = rotated.previous_secret_expire_time
+        log.info(
+            "token %s rotated the secret of webhook %s; %s",
+            caller.token_id,
+            webhook,
+            f"the one it replaced signs until {until.isoformat(timespec='seconds')}" if until else "no other signs",
+            extra={"webhook": str(webhook)},
+        )
+        return Rotated(rotated, generated)

@@ -18,7 +18,8 @@ from webhook_service.dispatch.settings import DispatchSettings
 from webhook_service.domain.model import Attempt
 from webhook_service.domain.retries import failing_reason, gone_reason, judge, parse_retry_after
 from webhook_service.domain.scheduling import Capacity
-from webhook_service.store import deliveries, notify
+from webhook_service.metrics import Metrics
+from webhook_service.store import deliveries, notify, webhooks
 from webhook_service.store.database import Executor
 from webhook_service.store.deliveries import Claim, Outcome
 from webhook_service.store.events import IDEMPOTENCY_WINDOW
@@ -36,10 +37,11 @@ class Dispatcher:
     `per_organization` for any one organization, shared fairly (domain.scheduling): a slow or dead
     receiver holds its own slots and nobody else's."""
 
-    def __init__(self, store: Executor, sender: Sender, settings: DispatchSettings) -> None:
+    def __init__(self, store: Executor, sender: Sender, settings: DispatchSettings, metrics: Metrics) -> None:
         self.store = store
         self.sender = sender
         self.settings = settings
+        self.metrics = metrics
         self.owner = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
         self._wake = asyncio.Event()
         self._flush_now = asyncio.Event()
@@ -57,6 +59,7 @@ class Dispatcher:
         self._flushing: asyncio.Task[None] | None = None
         self._pruning: asyncio.Task[None] | None = None
         self._listening: asyncio.Task[None] | None = None
+        self._erasing: asyncio.Task[None] | None = None
         # Each kind of claim failure, with when it may be logged again.
         self._claim_failures: dict[str, float] = {}
 
@@ -69,6 +72,7 @@ class Dispatcher:
         self._flushing = asyncio.create_task(self._flush_loop(), name="flush")
         self._pruning = asyncio.create_task(self._prune_loop(), name="prune")
         self._listening = asyncio.create_task(self._listen_loop(), name="listen")
+        self._erasing = asyncio.create_task(self._erase_loop(), name="erase")
 
     async def stop(self, grace: float) -> None:
         """Stops claiming; in-flight requests get `grace` seconds; every result is written and every
@@ -92,7 +96,7 @@ class Dispatcher:
         if self._flushing is not None:
             await self._flushing
         await self._flush()
-        for background in (self._pruning, self._listening):
+        for background in (self._pruning, self._listening, self._erasing):
             if background is not None:
                 background.cancel()
                 await asyncio.gather(background, return_exceptions=True)
@@ -174,7 +178,12 @@ class Dispatcher:
         try:
             return self._outcome(claim, await self.sender.send(claim))
         except Exception as error:
-            log.exception("delivery %s to %s failed inside the dispatcher", claim.delivery_id, claim.webhook_name)
+            log.exception(
+                "delivery %s to %s failed inside the dispatcher",
+                claim.delivery_id,
+                claim.webhook_name,
+                extra=_about(claim),
+            )
             return self._outcome(claim, _failed_attempt(claim, f"internal error while sending: {type(error).__name__}"))
 
     def _claim_again_if_worth_it(self, claim: Claim, left: int, left_in_organization: int) -> None:
@@ -195,9 +204,31 @@ class Dispatcher:
         # Header names are case-insensitive; receivers send `retry-after` as often as `Retry-After`.
         asked = next((v for k, v in attempt.response_headers.items() if k.lower() == "retry-after"), None)
         retry_after = parse_retry_after(asked, attempt.start_time)
-        verdict = judge(attempt.response_code, retry_after, attempt.number, self.settings.retry_schedule)
+        # Counted from where the schedule last began: a recovered delivery starts it afresh.
+        made = attempt.number - claim.schedule_start
+        verdict = judge(attempt.response_code, retry_after, made, self.settings.retry_schedule)
+        self.metrics.attempted(attempt.response_code, verdict.succeeded, attempt.duration)
+        if verdict.succeeded:
+            # A queued delivery succeeds once: after that it is never claimed again.
+            self.metrics.delivered(time.time() - claim.create_time)
+        about = {**_about(claim), "attempt": attempt.number, "response_code": attempt.response_code}
         if attempt.response_code == 0 or verdict.gone:
-            log.info("delivery %s to %s failed: %s", claim.delivery_id, claim.webhook_name, attempt.error or "410 Gone")
+            log.info(
+                "delivery %s to %s failed: %s",
+                claim.delivery_id,
+                claim.webhook_name,
+                attempt.error or "410 Gone",
+                extra=about,
+            )
+        else:
+            log.debug(
+                "delivery %s to %s: attempt %d answered %d",
+                claim.delivery_id,
+                claim.webhook_name,
+                attempt.number,
+                attempt.response_code,
+                extra=about,
+            )
         return Outcome(
             claim=claim,
             attempt=attempt,
@@ -227,8 +258,12 @@ class Dispatcher:
             return
         finally:
             self._unrecorded.difference_update(outcome.claim.row_id for outcome in batch)
+        # A webhook that answered 410 is deactivated as gone even when it was failing long enough too.
+        gone = {outcome.claim.webhook_name for outcome in batch if outcome.disable_reason}
         for name in disabled:
-            log.warning("webhook %s deactivated", name)
+            reason = "gone" if name in gone else "failing"
+            self.metrics.deactivated(reason)
+            log.warning("webhook %s deactivated (%s)", name, reason, extra={"webhook": name})
 
     def _why(self, since: datetime) -> str:
         return failing_reason(since, self.settings.disable_after)
@@ -278,6 +313,18 @@ class Dispatcher:
                 log.exception("pruning old deliveries failed")
             await asyncio.sleep(self.settings.prune_interval)
 
+    async def _erase_loop(self) -> None:
+        """Erases the secrets rotations replaced once their overlap ends; they stop signing at that moment
+        anyway, and this keeps them on disk at most `erase_interval` longer."""
+        while True:
+            await asyncio.sleep(self.settings.erase_interval)
+            try:
+                erased = await self.store.run(webhooks.erase_expired_secrets)
+                if erased:
+                    log.info("erased %d replaced webhook secrets whose overlap ended", erased)
+            except Exception:
+                log.exception("erasing replaced webhook secrets failed; retrying")
+
 
 def _release_slot(busy: Counter[Any], key: Any) -> int:
     busy[key] -= 1
@@ -285,6 +332,11 @@ def _release_slot(busy: Counter[Any], key: Any) -> int:
     if left <= 0:
         del busy[key]
     return left
+
+
+def _about(claim: Claim) -> dict[str, Any]:
+    """The fields a log line about this delivery carries (logs.py)."""
+    return {"webhook": claim.webhook_name, "delivery": claim.delivery_id}
 
 
 def _failed_attempt(claim: Claim, error: str) -> Attempt:

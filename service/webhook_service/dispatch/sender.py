@@ -45,8 +45,10 @@ class Sender:
         and a broken, endless or too slow one is an error.
         """
         assert self._session is not None, "start() the sender first"
-        headers = delivery_headers(claim.delivery_id, claim.kind, claim.payload, claim.secret)
         started = datetime.now(UTC)
+        headers = delivery_headers(
+            claim.delivery_id, claim.kind, claim.payload, claim.secret, int(started.timestamp()), claim.previous_secret
+        )
         clock = time.perf_counter()
         number = claim.attempt_count + 1
         status = 0

@@ -26,6 +26,8 @@ class DispatchSettings:
     # How long finished attempts wait to be written together.
     flush_interval: float = 0.01
     prune_interval: float = 3600.0
+    # How often the secrets rotations replaced are looked for, to be erased once their overlap ended.
+    erase_interval: float = 60.0
     # Ranges the request-forgery guard lets deliveries reach although they are not public.
     allow_network: tuple[Network, ...] = ()
 

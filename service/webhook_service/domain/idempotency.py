@@ -23,9 +23,15 @@ class RequestKey:
     request: bytes = field(repr=False)
 
 
-def canonical(value: Any) -> bytes:
-    """A dataclass value as JSON with sorted keys and no spacing."""
-    return json.dumps(dataclasses.asdict(value), sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+# Set by rotations only, never by a create: left out of a create's canonical form, which then reads as it
+# did before rotations existed, so a request_id remembered by an earlier release still matches its repeat.
+_ROTATION_FIELDS = frozenset({"previous_secret", "previous_secret_expire_time"})
+
+
+def canonical(value: Any, leave_out: frozenset[str] = frozenset()) -> bytes:
+    """A dataclass value as JSON with sorted keys and no spacing, without the fields in `leave_out`."""
+    fields = {key: item for key, item in dataclasses.asdict(value).items() if key not in leave_out}
+    return json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def create_key(request_id: str, webhook: Webhook, requested_id: str) -> RequestKey | None:
@@ -37,7 +43,7 @@ def create_key(request_id: str, webhook: Webhook, requested_id: str) -> RequestK
     if not request_id:
         return None
     asked = dataclasses.replace(webhook, webhook_id=requested_id)
-    return RequestKey(webhook.parent.organization, request_id, canonical(asked))
+    return RequestKey(webhook.parent.organization, request_id, canonical(asked, _ROTATION_FIELDS))
 
 
 def publish_key(request_id: str, event: Event) -> RequestKey | None:
@@ -45,3 +51,11 @@ def publish_key(request_id: str, event: Event) -> RequestKey | None:
     if not request_id:
         return None
     return RequestKey(event.organization_name, request_id, canonical(event))
+
+
+def recover_key(request_id: str, organization: str, parent: str, since: float) -> RequestKey | None:
+    """The key of a RecoverWebhookDeliveries, None without a request_id."""
+    if not request_id:
+        return None
+    request = json.dumps({"parent": parent, "since": since}, sort_keys=True, separators=(",", ":")).encode()
+    return RequestKey(organization, request_id, request)

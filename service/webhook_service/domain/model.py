@@ -74,6 +74,9 @@ class Webhook:
     disabled_reason: str = ""
     create_time: datetime | None = None
     update_time: datetime | None = None
+    # The secret a rotation replaced, still signing until `previous_secret_expire_time`; empty otherwise.
+    previous_secret: str = field(default="", repr=False)
+    previous_secret_expire_time: datetime | None = None
     # Changes with every change a caller can see (AIP-154); set by the store.
     etag: str = ""
 

@@ -104,3 +104,16 @@ def check_webhook_id(value: str, field: str) -> str:
     if WEBHOOK_ID_RE.fullmatch(value) is None:
         raise InvalidArgument(field, "must be 1-32 characters of [a-zA-Z0-9._-]", Reason.INVALID_NAME)
     return value
+
+
+def parse_webhook_or_parent(value: str, field: str) -> WebhookName | Parent:
+    """A webhook name, or the organization or stack whose webhooks a call covers."""
+    if _WEBHOOK_RE.fullmatch(value):
+        return parse_webhook_name(value, field)
+    if _PARENT_RE.fullmatch(value):
+        return parse_parent(value, field)
+    raise InvalidArgument(
+        field,
+        f"must be a webhook name, {{parent}}/webhooks/{{webhook}}, or a parent: {PARENT_PATTERN}",
+        Reason.INVALID_NAME,
+    )

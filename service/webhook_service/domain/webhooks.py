@@ -6,6 +6,7 @@ import dataclasses
 import re
 import secrets
 from collections.abc import Sequence
+from datetime import datetime, timedelta
 from ipaddress import ip_address
 from urllib.parse import urlsplit
 
@@ -22,12 +23,29 @@ MAX_SECRET = 512
 MAX_ECHOED = 64
 
 UPDATABLE_FIELDS = ("display_name", "payload_url", "secret", "active", "format", "filters", "groups")
-OUTPUT_ONLY_FIELDS = ("name", "has_secret", "disabled_reason", "create_time", "update_time")
+OUTPUT_ONLY_FIELDS = (
+    "name",
+    "has_secret",
+    "disabled_reason",
+    "create_time",
+    "update_time",
+    "previous_secret_expire_time",
+)
+# What changes with the secret: the one a rotation replaced and how long it stays.
+SECRET_FIELDS = ("secret", "previous_secret", "previous_secret_expire_time")
+
+DEFAULT_OVERLAP = 24 * 3600.0
+MAX_OVERLAP = 7 * 86400.0
 
 
 def new_webhook_id() -> str:
     """A short random hex ID, as Pulumi makes up when none is given."""
     return secrets.token_hex(8)
+
+
+def new_secret() -> str:
+    """A secret of 256 random bits, for a rotation that names none."""
+    return secrets.token_urlsafe(32)
 
 
 def validate_webhook(webhook: Webhook, allowed: Sequence[Network], prefix: str = "webhook") -> Webhook:
@@ -135,9 +153,52 @@ def reactivates(current: Webhook, changed: Webhook) -> bool:
     return changed.active and not current.active
 
 
+def stored_fields(fields: Sequence[str]) -> tuple[str, ...]:
+    """The stored fields an update of `fields` may change: setting the secret also settles a rotation's."""
+    return tuple(dict.fromkeys([*fields, *(SECRET_FIELDS if "secret" in fields else ())]))
+
+
 def apply_update(current: Webhook, patch: WebhookFields, fields: Sequence[str], allowed: Sequence[Network]) -> Webhook:
-    """`current` with `fields` taken from `patch`, validated as a whole."""
+    """`current` with `fields` taken from `patch`, validated as a whole.
+
+    A secret set by an update takes over at once: a rotation under way ends, and the secret it kept is
+    dropped. The same secret again changes nothing, so a client that sends the whole webhook on every
+    update (Pulumi's provider does) does not cut an overlap short."""
     changed = dataclasses.replace(current, **{field: getattr(patch, field) for field in fields})
     if reactivates(current, changed):
         changed = dataclasses.replace(changed, disabled_reason="")
+    if changed.secret != current.secret:
+        changed = dataclasses.replace(changed, previous_secret="", previous_secret_expire_time=None)
     return validate_webhook(changed, allowed)
+
+
+def check_rotation(secret: str, overlap: float | None) -> float:
+    """The overlap a rotation asks for, in seconds (DEFAULT_OVERLAP when None); refuses a secret or an
+    overlap out of bounds."""
+    found = Violations()
+    if len(secret) > MAX_SECRET:
+        found.add("secret", f"must be at most {MAX_SECRET} characters", Reason.FIELD_TOO_LARGE)
+    if overlap is not None and not 0 <= overlap <= MAX_OVERLAP:
+        found.add("overlap", f"must be between 0s and {MAX_OVERLAP / 86400:g}d")
+    found.raise_any()
+    return DEFAULT_OVERLAP if overlap is None else overlap
+
+
+def rotate(current: Webhook, secret: str, overlap: float, moment: datetime) -> Webhook:
+    """`current` signing with `secret` from now on, the secret it replaces kept for `overlap` seconds from
+    `moment` (`current.previous_secret` is one still valid, or empty).
+
+    There is one previous secret at most, and it is the one receivers had before a rotation began: a
+    rotation during an overlap replaces only the newer secret, so a repeated rotation (a retry whose answer
+    was lost) never cuts off the receivers that have not switched yet. Rotating to the current secret keeps
+    it and only sets the overlap anew: with 0s, that ends an overlap early.
+    """
+    kept = current.previous_secret if secret == current.secret else current.previous_secret or current.secret
+    if not kept or kept == secret or overlap == 0:
+        return dataclasses.replace(current, secret=secret, previous_secret="", previous_secret_expire_time=None)
+    return dataclasses.replace(
+        current,
+        secret=secret,
+        previous_secret=kept,
+        previous_secret_expire_time=moment + timedelta(seconds=overlap),
+    )

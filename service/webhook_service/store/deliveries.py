@@ -4,25 +4,28 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Set
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
 import peewee
 
 from webhook_service.domain.errors import FailedPrecondition, NotFound, Reason
+from webhook_service.domain.idempotency import RequestKey
 from webhook_service.domain.model import Attempt, Delivery, DeliveryState
 from webhook_service.domain.names import DeliveryName, Parent, WebhookName
 from webhook_service.domain.responses import cap_headers, printable
 from webhook_service.domain.scheduling import Candidates, Capacity, share
-from webhook_service.store import idempotency, secrets, statements
+from webhook_service.store import idempotency, notify, secrets, statements
 from webhook_service.store import webhooks as webhook_rows
-from webhook_service.store.batches import delete_in_batches
+from webhook_service.store.batches import BATCH_ROWS, delete_in_batches
 from webhook_service.store.database import transaction
+from webhook_service.store.events import IDEMPOTENCY_WINDOW
 from webhook_service.store.models import AttemptRow, DeliveryRow, EventRow, WebhookRow, database
 from webhook_service.store.times import now, to_datetime
 
 PENDING = DeliveryState.PENDING.value
+FAILED = DeliveryState.FAILED.value
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,8 @@ class Claim:
     `lease`, `attempt_count` and `state` fence the claim: its outcome is recorded only while the row
     still carries that lease, count and state, so a late or duplicate outcome can never overwrite a newer
     one. `unreadable` says why the request cannot be made at all (a secret sealed by another key).
+    `previous_secret` is the secret a rotation replaced while its overlap lasts; `schedule_start` the
+    attempts made before the retry schedule last began (a recovered delivery starts it afresh).
     """
 
     row_id: int
@@ -42,11 +47,15 @@ class Claim:
     kind: str
     payload: bytes
     payload_url: str
-    secret: str
+    secret: str = field(repr=False)
     attempt_count: int
     lease: str
     state: str = PENDING
     unreadable: str = ""
+    # When the delivery was made (seconds since the epoch): publish-to-success latency starts here.
+    create_time: float = 0.0
+    previous_secret: str = field(default="", repr=False)
+    schedule_start: int = 0
 
 
 @dataclass(frozen=True)
@@ -73,6 +82,8 @@ _CLAIM_COLUMNS = (
     DeliveryRow.payload,
     DeliveryRow.attempt_count,
     DeliveryRow.state,
+    DeliveryRow.create_time,
+    DeliveryRow.schedule_start,
     WebhookRow.id,
     WebhookRow.organization,
     WebhookRow.project,
@@ -80,6 +91,8 @@ _CLAIM_COLUMNS = (
     WebhookRow.webhook_id,
     WebhookRow.payload_url,
     WebhookRow.secret,
+    WebhookRow.previous_secret,
+    WebhookRow.previous_secret_expire_time,
 )
 
 
@@ -91,10 +104,12 @@ def _tuples(query: peewee.BaseQuery) -> Iterable[tuple[Any, ...]]:
 def _claims(row_ids: list[int], lease: str) -> list[Claim]:
     """What senders need for these deliveries, read as plain tuples: this runs for every delivery.
 
-    A secret this process cannot open fails only the deliveries of its webhook, each with the reason.
+    A secret this process cannot open fails only the deliveries of its webhook, each with the reason. A
+    previous secret signs until its overlap ends, erased or not.
     """
     query = _tuples(DeliveryRow.select(*_CLAIM_COLUMNS).join(WebhookRow).where(DeliveryRow.id.in_(row_ids)))
     box = secrets.box()
+    moment = now()
     made = []
     for (
         row_id,
@@ -103,6 +118,8 @@ def _claims(row_ids: list[int], lease: str) -> list[Claim]:
         payload,
         attempt_count,
         state,
+        create_time,
+        schedule_start,
         webhook_row,
         organization,
         project,
@@ -110,11 +127,15 @@ def _claims(row_ids: list[int], lease: str) -> list[Claim]:
         webhook_id,
         payload_url,
         sealed,
+        sealed_previous,
+        previous_expires,
     ) in query:
+        still_valid = previous_expires is not None and previous_expires > moment
         try:
             secret, unreadable = box.open(sealed), ""
+            previous = box.open(sealed_previous) if still_valid else ""
         except ValueError as error:
-            secret, unreadable = "", f"not sent: {error}"
+            secret, previous, unreadable = "", "", f"not sent: {error}"
         made.append(
             Claim(
                 row_id=row_id,
@@ -130,6 +151,9 @@ def _claims(row_ids: list[int], lease: str) -> list[Claim]:
                 lease=lease,
                 state=state,
                 unreadable=unreadable,
+                create_time=create_time,
+                previous_secret=previous,
+                schedule_start=schedule_start,
             )
         )
     return made
@@ -403,6 +427,110 @@ def for_redelivery(name: DeliveryName, owner: str, lease: float) -> tuple[Claim,
         return again, _to_delivery(row, [])
 
 
+def recover(
+    target: WebhookName | Parent,
+    since: float,
+    first_delay: float,
+    key: RequestKey | None = None,
+    batch: int = BATCH_ROWS,
+) -> int:
+    """Queues again the FAILED deliveries of `target` (a webhook, or every active webhook of an organization,
+    its stacks' included, or of a stack) created at or after `since`: due after `first_delay`, their retry
+    schedule started afresh, their attempts kept. Returns how many.
+
+    `batch` deliveries per transaction, so a large recovery never holds the write lock long. A delivery
+    being redelivered right now is left to that attempt. Under a `key`, the answer grows with each batch
+    in the batch's own transaction: a repeat of a finished request returns it, and one of a request that
+    was cut off (or is still running elsewhere) carries on where it stands, adding to the same count.
+    """
+    try:
+        return _recover(target, since, first_delay, key, batch)
+    except peewee.IntegrityError:
+        if key is None:
+            raise
+        # Two servers started the same request at once: the loser carries on with the winner's count.
+        return _recover(target, since, first_delay, key, batch)
+
+
+def _recover(target: WebhookName | Parent, since: float, first_delay: float, key: RequestKey | None, batch: int) -> int:
+    if key is not None:
+        earlier = idempotency.recall(idempotency.RECOVER_DELIVERIES, key, now() - IDEMPOTENCY_WINDOW)
+        if earlier is not None and json.loads(earlier)["finished"]:
+            return int(json.loads(earlier)["recovered_count"])
+    webhooks = _recoverable(target)
+    cursor = total = 0
+    while True:
+        with transaction():
+            moment = now()
+            if key is not None:
+                total = _recovered_so_far(key, moment)
+            not_leased = DeliveryRow.lease_expires.is_null() | (DeliveryRow.lease_expires < moment)
+            candidates = DeliveryRow.select(DeliveryRow.id).where(
+                webhooks
+                & (DeliveryRow.state == FAILED)
+                & (DeliveryRow.create_time >= since)
+                & (DeliveryRow.id > cursor)
+                & not_leased
+            )
+            chosen = [row_id for (row_id,) in _tuples(candidates.order_by(DeliveryRow.id).limit(batch))]
+            recovered = 0
+            if chosen:
+                # The conditions again: on PostgreSQL a redelivery may have leased a row since it was read.
+                recovered = int(
+                    DeliveryRow.update(
+                        state=PENDING,
+                        next_attempt_time=moment + first_delay,
+                        schedule_start=DeliveryRow.attempt_count,
+                        lease_owner=None,
+                        lease_expires=None,
+                    )
+                    .where(DeliveryRow.id.in_(chosen) & (DeliveryRow.state == FAILED) & not_leased)
+                    .execute()
+                )
+            if recovered:
+                notify.announce()
+            total += recovered
+            finished = len(chosen) < batch
+            if key is not None:
+                answer = json.dumps({"recovered_count": total, "finished": finished})
+                idempotency.revise(idempotency.RECOVER_DELIVERIES, key, answer)
+        if finished:
+            return total
+        cursor = chosen[-1]
+
+
+def _recoverable(target: WebhookName | Parent) -> peewee.Expression:
+    """Which deliveries' webhooks a recovery covers; a webhook named on its own must be active."""
+    if isinstance(target, WebhookName):
+        row = webhook_rows.find_row(target)
+        if not row.active:
+            raise FailedPrecondition(
+                f"webhook {target} is inactive, so nothing would be sent: set active to true, then recover",
+                Reason.WEBHOOK_INACTIVE,
+            )
+        return DeliveryRow.webhook == row.id
+    where = (WebhookRow.organization == target.organization) & (WebhookRow.active == True)  # noqa: E712
+    if target.is_stack:
+        where &= (WebhookRow.project == target.project) & (WebhookRow.stack == target.stack)
+    return DeliveryRow.webhook.in_(WebhookRow.select(WebhookRow.id).where(where))
+
+
+def _recovered_so_far(key: RequestKey, moment: float) -> int:
+    """The count of the request under `key`, locked until the batch commits; remembered as 0 on its first
+    batch. A unique key settles two servers starting it at once (IntegrityError for the loser)."""
+    expired_before = moment - IDEMPOTENCY_WINDOW
+    earlier = idempotency.recall(idempotency.RECOVER_DELIVERIES, key, expired_before, lock=True)
+    if earlier is None:
+        idempotency.remember(
+            idempotency.RECOVER_DELIVERIES,
+            key,
+            json.dumps({"recovered_count": 0, "finished": False}),
+            expired_before,
+        )
+        return 0
+    return int(json.loads(earlier)["recovered_count"])
+
+
 def get(name: DeliveryName) -> Delivery:
     return _with_attempts(_delivery_row(name))
 
@@ -507,6 +635,27 @@ def _to_attempt(row: AttemptRow) -> Attempt:
         duration=row.duration,
         error=printable(row.error),
     )
+
+
+# Each webhook's count and first row come from the pending index (on SQLite without reading the table), and
+# only the oldest row is read for its time: IDs grow with create_time, so the first ID is the oldest. With
+# 1,000,000 deliveries pending (and as many finished) this took 0.13 s on SQLite, where COUNT(*) with
+# MIN("create_time") reads every pending row and took 1.4 s; PostgreSQL scans the table in parallel for
+# either form and took 0.2 to 0.35 s.
+_BACKLOG = """SELECT a."waiting", d."create_time" FROM (
+    SELECT SUM(p."waiting") AS "waiting", MIN(p."first") AS "first"
+    FROM (SELECT "webhook_id", COUNT(*) AS "waiting", MIN("id") AS "first" FROM "delivery"
+          WHERE "state" = 'pending' GROUP BY "webhook_id") p
+    JOIN "webhook" w ON w."id" = p."webhook_id" WHERE w."active" = ?) a
+LEFT JOIN "delivery" d ON d."id" = a."first\""""
+
+
+def backlog() -> tuple[int, float | None]:
+    """How many deliveries of active webhooks are pending, and when the oldest of them was created (None
+    when none is). A backlog parked on an inactive webhook is left out: nothing sends it until the webhook
+    is active again, so it says nothing about whether the dispatchers keep up."""
+    [(waiting, oldest)] = statements.execute(_BACKLOG, (True,)).fetchall()
+    return int(waiting or 0), oldest
 
 
 def prune(before: float, idempotency_before: float) -> int:

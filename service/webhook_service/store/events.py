@@ -34,6 +34,8 @@ _INSERT_DELIVERY = (
 class Published:
     event_id: str
     deliveries: tuple[str, ...]
+    # The first answer to a repeated request_id: nothing new was stored.
+    replayed: bool = False
 
 
 def new_id() -> str:
@@ -76,7 +78,7 @@ def _publish(
             earlier = idempotency.recall(idempotency.PUBLISH_EVENT, key, expired_before)
             if earlier is not None:
                 answer = json.loads(earlier)
-                return Published(answer["event_id"], tuple(answer["deliveries"]))
+                return Published(answer["event_id"], tuple(answer["deliveries"]), replayed=True)
         candidates = webhooks.active_for_stack(event.parent)
         row_ids = {w.name: row_id for row_id, w in candidates}
         outgoing = route([w for _, w in candidates])

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import hmac
 
-from peewee import Expression
+from peewee import Expression, SqliteDatabase
 
 from webhook_service.domain.errors import InvalidArgument, Reason
 from webhook_service.domain.idempotency import RequestKey
 from webhook_service.store import secrets
 from webhook_service.store.batches import delete_in_batches
-from webhook_service.store.models import IdempotencyRow
+from webhook_service.store.models import IdempotencyRow, database
 from webhook_service.store.times import now
 
 CREATE_WEBHOOK = "CreateWebhook"
 PUBLISH_EVENT = "PublishEvent"
+RECOVER_DELIVERIES = "RecoverWebhookDeliveries"
 
 
 def _key(scope: str, key: RequestKey) -> Expression:
@@ -25,10 +26,14 @@ def _key(scope: str, key: RequestKey) -> Expression:
     )
 
 
-def recall(scope: str, key: RequestKey, since: float = 0.0) -> str | None:
+def recall(scope: str, key: RequestKey, since: float = 0.0, lock: bool = False) -> str | None:
     """The answer remembered for `key`, if it was given after `since`; raises InvalidArgument when the
-    request_id was used for another request."""
-    row = IdempotencyRow.get_or_none(_key(scope, key) & (IdempotencyRow.create_time >= since))
+    request_id was used for another request. With `lock`, the key stays locked until the transaction ends
+    (SQLite's write lock does that already), for an answer that is written in steps."""
+    query = IdempotencyRow.select().where(_key(scope, key) & (IdempotencyRow.create_time >= since))
+    if lock and not isinstance(database.obj, SqliteDatabase):
+        query = query.for_update()
+    row = query.first()
     if row is None:
         return None
     if not hmac.compare_digest(str(row.fingerprint), secrets.box().fingerprint(key.request)):
@@ -55,6 +60,11 @@ def remember(scope: str, key: RequestKey, response: str, expired_before: float =
         response=response,
         create_time=now(),
     )
+
+
+def revise(scope: str, key: RequestKey, response: str) -> None:
+    """Replaces the answer remembered for `key`, for a request whose work takes several transactions."""
+    IdempotencyRow.update(response=response).where(_key(scope, key)).execute()
 
 
 def forget_before(cutoff: float) -> int:

@@ -83,6 +83,9 @@ class WebhookRow(BaseModel):
     failing_since = DoubleField(null=True)
     create_time = DoubleField()
     update_time = DoubleField()
+    # The secret a rotation replaced, sealed like `secret`, and when it stops signing and is erased.
+    previous_secret = TextField(default="")
+    previous_secret_expire_time = DoubleField(null=True)
     # Counts the changes callers can see, for the etag; failing_since alone does not count.
     revision = IntegerField(default=1)
 
@@ -122,6 +125,9 @@ class DeliveryRow(BaseModel):
     lease_owner = CharField(max_length=64, null=True)
     lease_expires = DoubleField(null=True)
     create_time = DoubleField(index=True)
+    # The attempts made before the retry schedule last began: a recovered delivery starts it afresh, while
+    # its attempts keep their numbers.
+    schedule_start = IntegerField(default=0)
 
     class Meta:
         table_name = "delivery"

@@ -9,7 +9,6 @@ import peewee
 from webhook_service.store.models import (
     AttemptRow,
     BaseModel,
-    DeliveryRow,
     EventRow,
     SchemaVersionRow,
     TokenRow,
@@ -17,7 +16,7 @@ from webhook_service.store.models import (
 
 
 class _WebhookRowV1(BaseModel):
-    """webhook as the first release made it; _webhook_revision adds a column."""
+    """webhook as the first release made it; _previous_secrets and _webhook_revision add to it."""
 
     id = peewee.AutoField()
     organization = peewee.CharField(max_length=100)
@@ -41,6 +40,27 @@ class _WebhookRowV1(BaseModel):
         indexes = ((("organization", "project", "stack", "webhook_id"), True),)
 
 
+class _DeliveryRowV1(BaseModel):
+    """delivery as the first release made it; _recovered_schedules adds to it."""
+
+    id = peewee.AutoField()
+    delivery_id = peewee.CharField(max_length=64, unique=True)
+    webhook = peewee.ForeignKeyField(_WebhookRowV1, on_delete="CASCADE", index=True)
+    event = peewee.ForeignKeyField(EventRow, null=True, on_delete="CASCADE", index=True)
+    kind = peewee.CharField(max_length=32)
+    payload = peewee.BlobField()
+    state = peewee.CharField(max_length=16)
+    attempt_count = peewee.IntegerField(default=0)
+    next_attempt_time = peewee.DoubleField(null=True)
+    lease_owner = peewee.CharField(max_length=64, null=True)
+    lease_expires = peewee.DoubleField(null=True)
+    create_time = peewee.DoubleField(index=True)
+
+    class Meta:
+        table_name = "delivery"
+        indexes = ((("state", "next_attempt_time"), False),)
+
+
 class _IdempotencyRowV1(BaseModel):
     """idempotency_key as the first release made it; _idempotency_per_organization changes it."""
 
@@ -56,9 +76,7 @@ class _IdempotencyRowV1(BaseModel):
 
 
 def _initial(db: peewee.Database) -> None:
-    # The webhook table first: the deliveries' foreign key names it.
-    db.create_tables([_WebhookRowV1])
-    db.create_tables([EventRow, DeliveryRow, AttemptRow, _IdempotencyRowV1])
+    db.create_tables([_WebhookRowV1, EventRow, _DeliveryRowV1, AttemptRow, _IdempotencyRowV1])
 
 
 def _api_tokens(db: peewee.Database) -> None:
@@ -95,6 +113,22 @@ def _shared_settings(db: peewee.Database) -> None:
     )
 
 
+def _previous_secrets(db: peewee.Database) -> None:
+    """A rotated webhook keeps the secret it replaced, sealed, until its overlap ends."""
+    for statement in (
+        """ALTER TABLE "webhook" ADD COLUMN "previous_secret" TEXT NOT NULL DEFAULT ''""",
+        'ALTER TABLE "webhook" ADD COLUMN "previous_secret_expire_time" DOUBLE PRECISION',
+    ):
+        db.execute_sql(statement)  # type: ignore[no-untyped-call]
+
+
+def _recovered_schedules(db: peewee.Database) -> None:
+    """A recovered delivery starts its retry schedule afresh after the attempts it has made."""
+    db.execute_sql(  # type: ignore[no-untyped-call]
+        'ALTER TABLE "delivery" ADD COLUMN "schedule_start" INTEGER NOT NULL DEFAULT 0'
+    )
+
+
 def _webhook_revision(db: peewee.Database) -> None:
     """Each webhook counts its changes, which its etag is made from; existing webhooks start at 1."""
     db.execute_sql('ALTER TABLE "webhook" ADD COLUMN "revision" INTEGER NOT NULL DEFAULT 1')  # type: ignore[no-untyped-call]
@@ -109,6 +143,8 @@ MIGRATIONS: tuple[Callable[[peewee.Database], None], ...] = (
     _idempotency_per_organization,
     _pending_by_webhook,
     _shared_settings,
+    _previous_secrets,
+    _recovered_schedules,
     _webhook_revision,
 )
 LATEST = len(MIGRATIONS)

@@ -39,6 +39,8 @@ _COLUMNS = (
     "disabled_reason",
     "create_time",
     "update_time",
+    "previous_secret",
+    "previous_secret_expire_time",
     "revision",
 )
 
@@ -48,7 +50,8 @@ def _webhook(values: Sequence[Any]) -> Webhook:
 
     A row this release cannot read (a secret sealed by another key, a format or filter written by a newer
     release) fails that webhook alone: it reads as inactive, with the reason, so it receives nothing and
-    lists, gets and publishes for its organization carry on.
+    lists, gets and publishes for its organization carry on. A previous secret whose overlap has ended
+    reads as none, whether or not it is erased yet.
     """
     (
         organization,
@@ -65,8 +68,12 @@ def _webhook(values: Sequence[Any]) -> Webhook:
         disabled_reason,
         create_time,
         update_time,
+        previous_secret,
+        previous_secret_expire_time,
         revision,
     ) = values
+    if previous_secret_expire_time is None or previous_secret_expire_time <= now():
+        previous_secret, previous_secret_expire_time = "", None
     webhook = Webhook(
         parent=Parent(organization, project, stack),
         webhook_id=webhook_id,
@@ -82,6 +89,8 @@ def _webhook(values: Sequence[Any]) -> Webhook:
         return dataclasses.replace(
             webhook,
             secret=secrets.box().open(secret),
+            previous_secret=secrets.box().open(previous_secret),
+            previous_secret_expire_time=to_datetime(previous_secret_expire_time),
             format=WebhookFormat(format),
             filters=tuple(WebhookFilter(f) for f in filters.split(",") if f),
             groups=tuple(WebhookGroup(g) for g in groups.split(",") if g),
@@ -115,6 +124,10 @@ def _columns(webhook: Webhook) -> dict[str, object]:
         "filters": ",".join(webhook.filters),
         "groups": ",".join(webhook.groups),
         "disabled_reason": webhook.disabled_reason,
+        "previous_secret": secrets.box().seal(webhook.previous_secret),
+        "previous_secret_expire_time": (
+            webhook.previous_secret_expire_time.timestamp() if webhook.previous_secret_expire_time else None
+        ),
     }
 
 
@@ -276,6 +289,20 @@ def active_for_stack(stack: Parent) -> list[tuple[int, Webhook]]:
     # A row that cannot be read reads as inactive, and gets nothing.
     readable = ((row[0], _webhook(row[1:])) for row in rows.fetchall())
     return [(row_id, webhook) for row_id, webhook in readable if webhook.active]
+
+
+def erase_expired_secrets() -> int:
+    """Overwrites the previous secrets whose overlap has ended, then has the engine drop the old row
+    versions, so no copy stays on disk; returns how many it erased. Until then they are read as none."""
+    with transaction():
+        erased = int(
+            WebhookRow.update(previous_secret="", previous_secret_expire_time=None)
+            .where(WebhookRow.previous_secret_expire_time <= now())
+            .execute()
+        )
+    if erased:
+        scrub_freed_space()
+    return erased
 
 
 def holds_nothing() -> bool:

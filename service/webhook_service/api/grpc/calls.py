@@ -10,11 +10,10 @@ from typing import Any
 
 import grpc
 
-from webhook_service.api.grpc.handlers import Context, Handler, wrap_unary
+from webhook_service.api.grpc.handlers import Context, Handler, service_operation, wrap_unary
+from webhook_service.api.grpc.observe import note_caller
 from webhook_service.app.calls import Calls
 from webhook_service.domain.access import Principal
-
-PROTECTED_PREFIX = "/webhooks.v1."
 
 _caller: contextvars.ContextVar[Principal] = contextvars.ContextVar("caller")
 
@@ -34,15 +33,16 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler[Any, Any] | None:
         handler = await continuation(handler_call_details)
-        if not handler_call_details.method.startswith(PROTECTED_PREFIX):
+        operation = service_operation(handler_call_details.method)
+        if operation is None:
             return handler
-        operation = handler_call_details.method.rsplit("/", 1)[1]
         metadata = {key: value for key, value in handler_call_details.invocation_metadata or ()}
         value = metadata.get("authorization")
         authorization = value.decode() if isinstance(value, bytes) else value
 
         async def called(inner: Handler, request: Any, context: Context) -> Any:
             async with self._calls.call(authorization, operation, context.peer()) as principal:
+                note_caller(principal)
                 bound = _caller.set(principal)
                 try:
                     return await inner(request, context)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from google.protobuf.descriptor import EnumDescriptor
@@ -75,6 +75,25 @@ def timestamp(moment: datetime | None) -> Timestamp | None:
     return stamp
 
 
+# The range a Timestamp may hold: 0001-01-01T00:00:00Z to 9999-12-31T23:59:59.999999999Z.
+_MIN_SECONDS, _MAX_SECONDS = -62_135_596_800, 253_402_300_799
+
+
+def moment_from_proto(stamp: Timestamp, field: str) -> datetime:
+    if not _MIN_SECONDS <= stamp.seconds <= _MAX_SECONDS or not 0 <= stamp.nanos < 1_000_000_000:
+        raise InvalidArgument(field, "is not a valid timestamp (0001-01-01 to 9999-12-31)", Reason.INVALID_TIME)
+    return stamp.ToDatetime(tzinfo=UTC)
+
+
+def seconds_from_proto(duration: Duration, field: str) -> float:
+    """A Duration in seconds; the bounds of what it may be are the application's to check."""
+    if duration.seconds * duration.nanos < 0 or not -1_000_000_000 < duration.nanos < 1_000_000_000:
+        raise InvalidArgument(
+            field, "is not a valid duration: seconds and nanos must share their sign", Reason.INVALID_TIME
+        )
+    return duration.seconds + duration.nanos / 1e9
+
+
 def webhook_format(number: int, field: str) -> WebhookFormat:
     if number == webhook_pb2.WEBHOOK_FORMAT_UNSPECIFIED:
         return WebhookFormat.RAW
@@ -109,6 +128,7 @@ def webhook_to_proto(webhook: Webhook) -> webhook_pb2.Webhook:
         disabled_reason=webhook.disabled_reason,
         create_time=timestamp(webhook.create_time),
         update_time=timestamp(webhook.update_time),
+        previous_secret_expire_time=timestamp(webhook.previous_secret_expire_time),
         etag=webhook.etag,
     )
 

@@ -13,21 +13,12 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from webhook_service.api.grpc.handlers import Context, Handler
+from webhook_service.api.observe import CODE_NAMES
 from webhook_service.domain import errors
 
 log = logging.getLogger(__name__)
 
-_CODES: dict[type[errors.ServiceError], int] = {
-    errors.InvalidArgument: code_pb2.INVALID_ARGUMENT,
-    errors.NotFound: code_pb2.NOT_FOUND,
-    errors.AlreadyExists: code_pb2.ALREADY_EXISTS,
-    errors.FailedPrecondition: code_pb2.FAILED_PRECONDITION,
-    errors.Aborted: code_pb2.ABORTED,
-    errors.PermissionDenied: code_pb2.PERMISSION_DENIED,
-    errors.Unauthenticated: code_pb2.UNAUTHENTICATED,
-    errors.ResourceExhausted: code_pb2.RESOURCE_EXHAUSTED,
-    errors.Unavailable: code_pb2.UNAVAILABLE,
-}
+_CODES: dict[type[errors.ServiceError], int] = {kind: code_pb2.Code.Value(name) for kind, name in CODE_NAMES.items()}
 
 
 def to_status(error: errors.ServiceError) -> grpc.Status:

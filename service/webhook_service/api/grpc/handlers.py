@@ -11,6 +11,14 @@ Context = grpc.aio.ServicerContext[Any, Any]
 Handler = Callable[[Any, Context], Awaitable[Any]]
 Around = Callable[[Handler, Any, Context], Awaitable[Any]]
 
+# The service's own methods; health and reflection are not among them.
+SERVICE_PREFIX = "/webhooks.v1."
+
+
+def service_operation(method: str) -> str | None:
+    """The operation a full gRPC method name calls (CreateWebhook), or None for health and reflection."""
+    return method.rsplit("/", 1)[1] if method.startswith(SERVICE_PREFIX) else None
+
 
 def wrap_unary(
     handler: grpc.RpcMethodHandler[Any, Any] | None, around: Around

@@ -12,6 +12,8 @@ from webhook_service.api.grpc.convert import (
     delivery_to_proto,
     delivery_view,
     fields_set,
+    moment_from_proto,
+    seconds_from_proto,
     webhook_fields,
     webhook_to_proto,
 )
@@ -100,3 +102,23 @@ class WebhookService(webhook_service_pb2_grpc.WebhookServiceServicer):
         self, request: webhook_service_pb2.RedeliverWebhookDeliveryRequest, context: Context
     ) -> delivery_pb2.WebhookDelivery:
         return delivery_to_proto(await self.deliveries.redeliver(caller(), request.name), full=True)
+
+    async def RotateWebhookSecret(
+        self, request: webhook_service_pb2.RotateWebhookSecretRequest, context: Context
+    ) -> webhook_service_pb2.RotateWebhookSecretResponse:
+        rejected = Violations()
+        overlap = (
+            rejected.check(seconds_from_proto, request.overlap, "overlap") if request.HasField("overlap") else None
+        )
+        rotated = await self.webhooks.rotate_secret(caller(), request.name, request.secret, overlap, rejected.found)
+        return webhook_service_pb2.RotateWebhookSecretResponse(
+            webhook=webhook_to_proto(rotated.webhook), secret=rotated.secret
+        )
+
+    async def RecoverWebhookDeliveries(
+        self, request: webhook_service_pb2.RecoverWebhookDeliveriesRequest, context: Context
+    ) -> webhook_service_pb2.RecoverWebhookDeliveriesResponse:
+        rejected = Violations()
+        since = rejected.check(moment_from_proto, request.since, "since") if request.HasField("since") else None
+        count = await self.deliveries.recover(caller(), request.parent, since, request.request_id, rejected.found)
+        return webhook_service_pb2.RecoverWebhookDeliveriesResponse(recovered_count=count)

@@ -11,8 +11,10 @@ import enum
 import json
 import re
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+from webhook_service.domain.durations import parse_duration
 from webhook_service.domain.errors import InvalidArgument
 from webhook_service.domain.model import Delivery, Webhook, WebhookFields, WebhookFilter, WebhookFormat, WebhookGroup
 from webhook_service.domain.names import Parent
@@ -32,7 +34,7 @@ SETTABLE = {
     "groups": "groups",
 }
 # Output only, accepted and ignored, so a webhook as GET returns it can be sent back with changes.
-OUTPUT_ONLY = ("hasSecret", "disabledReason")
+OUTPUT_ONLY = ("hasSecret", "disabledReason", "previousSecretExpireTime")
 KNOWN = frozenset({*PLACEMENT, "name", *SETTABLE, *OUTPUT_ONLY})
 
 # Domain field paths whose REST name is not simply their camelCase.
@@ -118,12 +120,56 @@ def _member(value: Any, key: str, kind: type[E]) -> E:
     return kind(value)
 
 
+def rotation_body(body: dict[str, Any]) -> tuple[str, float | None]:
+    """The secret (empty: generate one) and the overlap in seconds (None: the default) of a rotate-secret
+    body; the overlap is written as on the command line, `24h`, `30m`, `0s`."""
+    _only(body, ("secret", "overlap"))
+    secret = _string(body, "secret") if "secret" in body else ""
+    if "overlap" not in body:
+        return secret, None
+    try:
+        return secret, parse_duration(_string(body, "overlap"))
+    except ValueError as error:
+        raise InvalidArgument("overlap", str(error)) from None
+
+
+def recovery_body(body: dict[str, Any]) -> tuple[datetime | None, str]:
+    """`since` (unix seconds, as deliveries' `timestamp`, or an RFC 3339 time) and `requestId` of a
+    recover body."""
+    _only(body, ("since", "requestId"))
+    request_id = _string(body, "requestId") if "requestId" in body else ""
+    if "since" not in body:
+        return None, request_id
+    value = body["since"]
+    try:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return datetime.fromtimestamp(value, UTC), request_id
+        if isinstance(value, str):
+            moment = datetime.fromisoformat(value)
+            if moment.tzinfo is not None:
+                return moment, request_id
+    except (ValueError, OverflowError, OSError):
+        pass
+    raise InvalidArgument(
+        "since", "must be unix seconds or an RFC 3339 time with its offset, e.g. 2024-05-01T12:00:00Z"
+    )
+
+
+def _only(body: dict[str, Any], known: tuple[str, ...]) -> None:
+    unknown = sorted(body.keys() - set(known))
+    if unknown:
+        raise InvalidArgument(unknown[0], f"is not a field of this request; known: {', '.join(known)}")
+
+
 def webhook_json(webhook: Webhook) -> dict[str, Any]:
     """The webhook as Pulumi returns one: never the secret, only whether there is one. Stack webhooks
-    add their project and stack."""
+    add their project and stack; a rotation under way adds when the secret it replaced stops signing
+    (`previousSecretExpireTime`, unix seconds)."""
     where: dict[str, Any] = {"organizationName": webhook.parent.organization}
     if webhook.parent.is_stack:
         where |= {"projectName": webhook.parent.project, "stackName": webhook.parent.stack}
+    if webhook.previous_secret_expire_time is not None:
+        where["previousSecretExpireTime"] = int(webhook.previous_secret_expire_time.timestamp())
     return where | {
         "name": webhook.webhook_id,
         "displayName": webhook.display_name,

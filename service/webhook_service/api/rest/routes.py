@@ -7,17 +7,26 @@ The same routes serve organization webhooks (`/api/orgs/{org}/hooks`) and stack 
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler as RouteHandler
 
-from webhook_service.api.rest.convert import delivery_json, parse_object, webhook_body, webhook_json
+from webhook_service.api.observe import CODE_NAMES, record_call
+from webhook_service.api.rest.convert import (
+    delivery_json,
+    parse_object,
+    recovery_body,
+    rotation_body,
+    webhook_body,
+    webhook_json,
+)
 from webhook_service.api.rest.errors import answer_errors
 from webhook_service.app import Application
 from webhook_service.domain.access import Principal
-from webhook_service.domain.errors import InvalidArgument
+from webhook_service.domain.errors import InvalidArgument, ServiceError
 from webhook_service.domain.names import Parent
 from webhook_service.domain.pages import MAX_PAGE_SIZE
 
@@ -46,6 +55,10 @@ class RestApi:
                 (hdrs.METH_POST, f"{hook}/ping", "PingWebhook", self.ping_webhook),
                 (hdrs.METH_GET, f"{hook}/deliveries", "ListWebhookDeliveries", self.list_deliveries),
                 (hdrs.METH_POST, f"{hook}/deliveries/{{id}}/redeliver", "RedeliverWebhookDelivery", self.redeliver),
+                # Beyond Pulumi's routes.
+                (hdrs.METH_POST, f"{hook}/rotate-secret", "RotateWebhookSecret", self.rotate_secret),
+                (hdrs.METH_POST, f"{hook}/deliveries/recover", "RecoverWebhookDeliveries", self.recover_webhook),
+                (hdrs.METH_POST, f"{scope}/deliveries/recover", "RecoverWebhookDeliveries", self.recover_scope),
             )
             for method, path, operation, handler in routes:
                 api.router.add_route(method, path, self._called(operation, handler))
@@ -57,8 +70,18 @@ class RestApi:
 
         async def handle(request: web.Request) -> web.StreamResponse:
             authorization = request.headers.get(hdrs.AUTHORIZATION)
-            async with self._app.calls.call(authorization, operation, _peer(request)) as caller:
-                return await handler(request, caller)
+            started, code, token_id = time.perf_counter(), "INTERNAL", ""
+            try:
+                async with self._app.calls.call(authorization, operation, _peer(request)) as caller:
+                    token_id = caller.token_id
+                    answer = await handler(request, caller)
+                code = "OK"
+                return answer
+            except ServiceError as error:
+                code = CODE_NAMES[type(error)]
+                raise
+            finally:
+                record_call(self._app.metrics, operation, code, time.perf_counter() - started, token_id)
 
         return handle
 
@@ -115,6 +138,32 @@ class RestApi:
     async def redeliver(self, request: web.Request, caller: Principal) -> web.StreamResponse:
         name = f"{_webhook(request)}/deliveries/{_segment(request, 'id')}"
         return web.json_response(delivery_json(await self._app.deliveries.redeliver(caller, name)))
+
+    async def rotate_secret(self, request: web.Request, caller: Principal) -> web.StreamResponse:
+        """The webhook, and the secret the service generated when the body named none (this once only)."""
+        secret, overlap = rotation_body(await _optional_object(request))
+        rotated = await self._app.webhooks.rotate_secret(caller, _webhook(request), secret, overlap)
+        answer: dict[str, Any] = {"webhook": webhook_json(rotated.webhook)}
+        if rotated.secret:
+            answer["secret"] = rotated.secret
+        return web.json_response(answer)
+
+    async def recover_webhook(self, request: web.Request, caller: Principal) -> web.StreamResponse:
+        return await self._recover(request, caller, _webhook(request))
+
+    async def recover_scope(self, request: web.Request, caller: Principal) -> web.StreamResponse:
+        return await self._recover(request, caller, str(_parent(request)))
+
+    async def _recover(self, request: web.Request, caller: Principal, parent: str) -> web.StreamResponse:
+        since, request_id = recovery_body(await _optional_object(request))
+        count = await self._app.deliveries.recover(caller, parent, since, request_id)
+        return web.json_response({"recoveredCount": count})
+
+
+async def _optional_object(request: web.Request) -> dict[str, Any]:
+    """The JSON object of a body that may be left out altogether."""
+    raw = await request.read()
+    return parse_object(raw) if raw else {}
 
 
 def _segment(request: web.Request, key: str) -> str:
