@@ -2,6 +2,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 
 import {
@@ -27,6 +28,7 @@ import { eventually, Receiver, type RunningService, startService } from "./suppo
 const ORG = "organizations/acme";
 const STACK = `${ORG}/projects/website/stacks/prod`;
 const SECRET = "s3cr3t";
+const ROTATED = "n3w-s3cr3t";
 
 /** The error a call fails with; fails the test if it succeeds. */
 async function failure(call: Promise<unknown>): Promise<ConnectError> {
@@ -176,10 +178,32 @@ describe("the TypeScript client against the real service", () => {
     assert.equal(second.headers["pulumi-webhook-id"], received.headers["pulumi-webhook-id"]);
   });
 
+  it("rotates the secret at once and recovers failed deliveries (there are none)", async () => {
+    const rotated = await clients.webhooks.rotateWebhookSecret({
+      name: webhook.name,
+      secret: ROTATED,
+      overlap: { seconds: 0n },
+    });
+    assert.ok(rotated.webhook);
+    assert.equal(rotated.webhook.hasSecret, true);
+    assert.equal(rotated.webhook.previousSecretExpireTime, undefined);
+    assert.equal(rotated.secret, "");
+    assert.notEqual(rotated.webhook.etag, webhook.etag);
+    webhook = rotated.webhook;
+
+    const recovered = await clients.webhooks.recoverWebhookDeliveries({
+      parent: webhook.name,
+      since: timestampFromDate(new Date(0)),
+    });
+    assert.equal(recovered.recoveredCount, 0);
+  });
+
   it("pings, then deletes: the webhook is NOT_FOUND with its reason", async () => {
     const ping = await clients.webhooks.pingWebhook({ name: webhook.name });
     assert.equal(ping.kind, "ping");
     assert.equal(ping.state, WebhookDeliveryState.SUCCEEDED);
+    const [, , pinged] = await receiver.waitFor("/all", 3);
+    assert.equal(verifySignature(ROTATED, pinged.body, String(pinged.headers["pulumi-webhook-signature"])), true);
 
     await clients.webhooks.deleteWebhook({ name: webhook.name });
     const gone = await failure(clients.webhooks.getWebhook({ name: webhook.name }));
