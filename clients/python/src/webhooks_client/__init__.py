@@ -38,7 +38,11 @@ from webhooks.v1.webhook_service_pb2 import (
     ListWebhooksRequest,
     ListWebhooksResponse,
     PingWebhookRequest,
+    RecoverWebhookDeliveriesRequest,
+    RecoverWebhookDeliveriesResponse,
     RedeliverWebhookDeliveryRequest,
+    RotateWebhookSecretRequest,
+    RotateWebhookSecretResponse,
     UpdateWebhookRequest,
 )
 from webhooks_client.client import DEFAULT_ATTEMPTS, DEFAULT_TIMEOUT, AsyncClient, Client, service_config
@@ -74,7 +78,11 @@ __all__ = [
     "PingWebhookRequest",
     "PublishEventRequest",
     "PublishEventResponse",
+    "RecoverWebhookDeliveriesRequest",
+    "RecoverWebhookDeliveriesResponse",
     "RedeliverWebhookDeliveryRequest",
+    "RotateWebhookSecretRequest",
+    "RotateWebhookSecretResponse",
     "StackAction",
     "StackEvent",
     "UpdateEvent",
