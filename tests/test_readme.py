@@ -122,3 +122,15 @@ def test_running_at_scale_runs_as_written(tmp_path: Path, postgres_cluster: Post
     assert done.stdout.strip().splitlines()[-1].strip() == "4", done.stdout + done.stderr
     assert done.stderr.count("dispatching from database postgresql") == 2
     assert (tmp_path / "secret.key").exists()
+
+
+def test_python_client_example_runs_as_written(server: RunningServer) -> None:
+    [script] = re.findall(r"```python\n(.*?)```", section("Python client"), re.S)
+    script = script.replace("127.0.0.1:50051", server.target).replace(
+        "data/admin-token", str(server.settings.admin_token_file)
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    created, missing = done.stdout.strip().splitlines()
+    assert re.fullmatch(r"organizations/acme/webhooks/[0-9a-f]+", created)
+    assert missing == "NOT_FOUND WEBHOOK_NOT_FOUND"

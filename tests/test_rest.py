@@ -319,7 +319,7 @@ def test_bad_bodies_are_400_naming_the_json_field(admin: Rest, org: str, body: A
         (
             "/stacks/{org}/p/s/hooks",
             {"displayName": "x", "payloadUrl": "https://e.com", "filters": ["stack_created"]},
-            "filters",
+            "filters[0]",
         ),
         ("/orgs/{org}/hooks/kept/deliveries?pageSize=-1", None, "pageSize"),
         ("/orgs/{org}/hooks/kept/deliveries?continuationToken=forged", None, "continuationToken"),

@@ -127,11 +127,11 @@ INVALID_CREATES = [
     ("webhook.payload_url", {"payload_url": "https://example.com/" + "x" * 2048}),
     ("webhook.secret", {"secret": "s" * 513}),
     ("webhook.format", {"format": 42}),
-    ("webhook.filters", {"filters": [99]}),
-    ("webhook.filters", {"filters": [webhook_pb2.WEBHOOK_FILTER_UNSPECIFIED]}),
-    ("webhook.groups", {"groups": [7]}),
-    ("webhook.filters", {"stack": True, "filters": [webhook_pb2.WEBHOOK_FILTER_STACK_CREATED]}),
-    ("webhook.filters", {"stack": True, "filters": [webhook_pb2.WEBHOOK_FILTER_STACK_DELETED]}),
+    ("webhook.filters[0]", {"filters": [99]}),
+    ("webhook.filters[0]", {"filters": [webhook_pb2.WEBHOOK_FILTER_UNSPECIFIED]}),
+    ("webhook.groups[0]", {"groups": [7]}),
+    ("webhook.filters[0]", {"stack": True, "filters": [webhook_pb2.WEBHOOK_FILTER_STACK_CREATED]}),
+    ("webhook.filters[0]", {"stack": True, "filters": [webhook_pb2.WEBHOOK_FILTER_STACK_DELETED]}),
     ("request_id", {"request_id": "r" * 129}),
 ]
 
@@ -201,11 +201,11 @@ def test_update_with_empty_mask_takes_the_fields_that_are_set(client: Client, or
     assert list(changed.groups) == [webhook_pb2.WEBHOOK_GROUP_STACKS]
 
 
-def test_update_with_star_replaces_every_field(client: Client, org: str) -> None:
+def test_update_with_star_replaces_every_field_but_an_empty_secret(client: Client, org: str) -> None:
     made = create(
         client,
         f"organizations/{org}",
-        secret="gone",
+        secret="kept",
         active=False,
         format=webhook_pb2.WEBHOOK_FORMAT_MS_TEAMS,
         filters=[webhook_pb2.WEBHOOK_FILTER_UPDATE_FAILED],
@@ -216,7 +216,7 @@ def test_update_with_star_replaces_every_field(client: Client, org: str) -> None
 
     assert changed.display_name == "Fresh"
     assert changed.payload_url == "https://fresh.example.com"
-    assert not changed.has_secret
+    assert changed.has_secret
     assert changed.active
     assert changed.format == webhook_pb2.WEBHOOK_FORMAT_RAW
     assert list(changed.filters) == []
@@ -240,7 +240,7 @@ def test_update_mask_naming_secret_with_empty_value_removes_it(client: Client, o
         (["payload_url"], {"payload_url": "mailto:x@example.com"}, "webhook.payload_url"),
         (["payload_url"], {"payload_url": "https://example.com:0/x"}, "webhook.payload_url"),
         (["payload_url"], {"payload_url": "https://example.com:65536/x"}, "webhook.payload_url"),
-        (["filters"], {"filters": [webhook_pb2.WEBHOOK_FILTER_STACK_CREATED]}, "webhook.filters"),
+        (["filters"], {"filters": [webhook_pb2.WEBHOOK_FILTER_STACK_CREATED]}, "webhook.filters[0]"),
         (["format"], {"format": 17}, "webhook.format"),
     ],
 )

@@ -13,13 +13,13 @@ import grpc
 import peewee
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
-from grpc_reflection.v1alpha import reflection
 
 from webhook_service.api import console, ops
 from webhook_service.api.grpc.calls import CallInterceptor
 from webhook_service.api.grpc.errors import ErrorInterceptor
 from webhook_service.api.grpc.event_service import EventService
 from webhook_service.api.grpc.observe import ObserveInterceptor
+from webhook_service.api.grpc.reflection import enable_reflection
 from webhook_service.api.grpc.webhook_service import WebhookService
 from webhook_service.api.http import OFF, HttpListener, Installer
 from webhook_service.api.rest import RestApi
@@ -248,10 +248,7 @@ class Server(DispatchProcess):
         )
         event_service_pb2_grpc.add_EventServiceServicer_to_server(EventService(app.events), server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
-        reflection.enable_server_reflection(
-            (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
-            server,
-        )
+        enable_reflection((*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name), server)
         tls = self.settings.tls
         try:
             if tls is None:

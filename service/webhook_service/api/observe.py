@@ -14,6 +14,7 @@ CODE_NAMES: dict[type[errors.ServiceError], str] = {
     errors.NotFound: "NOT_FOUND",
     errors.AlreadyExists: "ALREADY_EXISTS",
     errors.FailedPrecondition: "FAILED_PRECONDITION",
+    errors.Aborted: "ABORTED",
     errors.PermissionDenied: "PERMISSION_DENIED",
     errors.Unauthenticated: "UNAUTHENTICATED",
     errors.ResourceExhausted: "RESOURCE_EXHAUSTED",

@@ -12,7 +12,7 @@ from typing import Generic, TypeVar
 
 from webhook_service.domain import access
 from webhook_service.domain.access import Principal
-from webhook_service.domain.errors import Unauthenticated
+from webhook_service.domain.errors import Reason, Unauthenticated
 
 # How long a looked-up token is trusted before it is looked up again (so revocation takes at most this long).
 TOKEN_CACHE_SECONDS = 1.0
@@ -57,7 +57,9 @@ class Authenticator:
 
     async def principal(self, token: str) -> Principal:
         if TOKEN_SHAPE.fullmatch(token) is None:
-            raise Unauthenticated(f"not an API token: tokens are {access.TOKEN_PREFIX} and 43 more characters")
+            raise Unauthenticated(
+                f"not an API token: tokens are {access.TOKEN_PREFIX} and 43 more characters", Reason.TOKEN_MALFORMED
+            )
         moment = time.monotonic()
         found = self._found.get(token, moment)
         if found is None and self._unknown.get(token, moment) is None:
@@ -68,7 +70,7 @@ class Authenticator:
             # Shielded: a caller that gives up does not cancel the lookup the others wait on.
             found = await asyncio.shield(pending)
         if found is None:
-            raise Unauthenticated("unknown or revoked token")
+            raise Unauthenticated("unknown or revoked token", Reason.TOKEN_INVALID)
         return found
 
     async def _remembered(self, token: str, moment: float) -> Principal | None:

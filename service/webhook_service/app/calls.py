@@ -11,7 +11,7 @@ from webhook_service.app.authentication import Authenticator
 from webhook_service.domain import access
 from webhook_service.domain.access import Principal
 from webhook_service.domain.admission import Gate
-from webhook_service.domain.errors import ResourceExhausted, Unauthenticated
+from webhook_service.domain.errors import Reason, ResourceExhausted, Unauthenticated
 from webhook_service.domain.failures import FailureLimit
 from webhook_service.domain.ratelimit import RateLimiter
 
@@ -44,7 +44,9 @@ class Calls:
         wait = self._failures.wait(peer, moment)
         if wait > 0:
             raise ResourceExhausted(
-                f"too many failed authentications from this connection; retry in {wait:.3f}s", retry_after=wait
+                f"too many failed authentications from this connection; retry in {wait:.3f}s",
+                retry_after=wait,
+                reason=Reason.TOO_MANY_FAILED_AUTHENTICATIONS,
             )
         try:
             return await self._authenticator.principal(access.token_from_metadata(authorization))
@@ -61,4 +63,5 @@ class Calls:
                 f"token {caller.token_id} is over its rate limit of {self._limiter.rate:g} requests/s; "
                 f"retry in {wait:.3f}s",
                 retry_after=wait,
+                reason=Reason.RATE_LIMITED,
             )

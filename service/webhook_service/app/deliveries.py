@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -12,10 +12,11 @@ from webhook_service.dispatch import direct
 from webhook_service.dispatch.sender import Sender
 from webhook_service.domain import pages
 from webhook_service.domain.access import Principal, check_operation, check_reach
-from webhook_service.domain.errors import InvalidArgument
+from webhook_service.domain.errors import Reason, Violation, Violations
 from webhook_service.domain.idempotency import recover_key
 from webhook_service.domain.model import Delivery
 from webhook_service.domain.names import (
+    Parent,
     WebhookName,
     parse_delivery_name,
     parse_webhook_name,
@@ -42,22 +43,37 @@ class Deliveries:
         self._delivered = delivered
 
     async def list(
-        self, caller: Principal, webhook: str, page_size: int = 0, page_token: str = "", full: bool = False
+        self,
+        caller: Principal,
+        webhook: str,
+        page_size: int = 0,
+        page_token: str = "",
+        full: bool = False,
+        rejected: Sequence[Violation] = (),
     ) -> DeliveryPage:
-        """Newest first. Short of `full`, without payloads and with only each latest attempt's outcome."""
+        """Newest first. Short of `full`, without payloads and with only each latest attempt's outcome.
+        `rejected` are the violations the door found reading the request, reported with every other one."""
         check_operation(caller, "ListWebhookDeliveries")
-        name = parse_webhook_name(webhook, "parent")
-        check_reach(caller, name.parent.organization)
-        size = pages.page_size(page_size)
-        cursor = pages.decode_token(page_token, str(name))
-        found, next_cursor = await self._store.admit(deliveries.list_page, name, cursor, size, full)
-        return DeliveryPage(found, "" if next_cursor is None else pages.encode_token(str(name), next_cursor))
+        found = Violations(rejected)
+        name = found.check(parse_webhook_name, webhook, "parent")
+        if name is not None:
+            check_reach(caller, name.parent.organization)
+        size, cursor = pages.checked(found, page_size, page_token, str(name or webhook))
+        found.raise_any()
+        assert name is not None
+        listed, next_cursor = await self._store.admit(deliveries.list_page, name, cursor, size, full)
+        return DeliveryPage(listed, "" if next_cursor is None else pages.encode_token(str(name), next_cursor))
 
-    async def get(self, caller: Principal, name: str) -> Delivery:
-        """The delivery with every attempt."""
+    async def get(self, caller: Principal, name: str, rejected: Sequence[Violation] = ()) -> Delivery:
+        """The delivery with every attempt. `rejected` are the violations the door found reading the
+        request, reported with every other one."""
         check_operation(caller, "GetWebhookDelivery")
-        delivery = parse_delivery_name(name, "name")
-        check_reach(caller, delivery.webhook.parent.organization)
+        found = Violations(rejected)
+        delivery = found.check(parse_delivery_name, name, "name")
+        if delivery is not None:
+            check_reach(caller, delivery.webhook.parent.organization)
+        found.raise_any()
+        assert delivery is not None
         return await self._store.admit(deliveries.get, delivery)
 
     async def redeliver(self, caller: Principal, name: str) -> Delivery:
@@ -74,18 +90,31 @@ class Deliveries:
         )
         return again
 
-    async def recover(self, caller: Principal, parent: str, since: datetime | None, request_id: str = "") -> int:
+    async def recover(
+        self,
+        caller: Principal,
+        parent: str,
+        since: datetime | None,
+        request_id: str = "",
+        rejected: Sequence[Violation] = (),
+    ) -> int:
         """Queues again the FAILED deliveries of a webhook, or of every active webhook of an organization
         (its stacks' included) or a stack, created at or after `since`, under their own IDs and with a
         fresh retry schedule; returns how many. A repeat under the same `request_id` returns the first
-        answer and queues nothing new."""
+        answer and queues nothing new. `rejected` are the violations the door found reading the request,
+        reported with every other one."""
         check_operation(caller, "RecoverWebhookDeliveries")
-        target = parse_webhook_or_parent(parent, "parent")
-        organization = target.parent.organization if isinstance(target, WebhookName) else target.organization
-        check_reach(caller, organization)
-        if since is None:
-            raise InvalidArgument("since", "is required: deliveries created at or after it are recovered")
-        key = recover_key(check_request_id(request_id), organization, str(target), since.timestamp())
+        found = Violations(rejected)
+        target = found.check(parse_webhook_or_parent, parent, "parent")
+        organization = "" if target is None else _organization(target)
+        if target is not None:
+            check_reach(caller, organization)
+        if since is None and "since" not in {violation.field for violation in found.found}:
+            found.add("since", "is required: deliveries created at or after it are recovered", Reason.FIELD_REQUIRED)
+        found.check(check_request_id, request_id)
+        found.raise_any()
+        assert target is not None and since is not None
+        key = recover_key(request_id, organization, str(target), since.timestamp())
         count = await self._store.admit(deliveries.recover, target, since.timestamp(), self._first_delay, key)
         if count:
             self._delivered()
@@ -98,3 +127,7 @@ class Deliveries:
             extra={"webhook": str(target)},
         )
         return count
+
+
+def _organization(target: WebhookName | Parent) -> str:
+    return target.parent.organization if isinstance(target, WebhookName) else target.organization

@@ -7,7 +7,7 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 
-from webhook_service.domain.errors import PermissionDenied, Unauthenticated
+from webhook_service.domain.errors import PermissionDenied, Reason, Unauthenticated
 from webhook_service.domain.names import ORGANIZATION_RE, SEGMENT_RULE
 
 TOKEN_PREFIX = "whk_"
@@ -52,22 +52,26 @@ UNAUTHENTICATED_ADMIN = Principal("no-auth", Role.ADMIN, None)
 def check_operation(caller: Principal, operation: str) -> None:
     """Refuses an operation the caller's role does not allow; checked before anything else is read."""
     if not caller.may_call(operation):
-        raise PermissionDenied(f"a {caller.role} token may not call {operation}")
+        raise PermissionDenied(f"a {caller.role} token may not call {operation}", Reason.OPERATION_NOT_ALLOWED)
 
 
 def check_reach(caller: Principal, organization: str) -> None:
     """Refuses an organization the caller's token does not reach."""
     if not caller.may_touch(organization):
-        raise PermissionDenied(f"this token has no access to organization {organization!r}")
+        raise PermissionDenied(
+            f"this token has no access to organization {organization!r}", Reason.ORGANIZATION_NOT_ALLOWED
+        )
 
 
 def token_from_metadata(value: str | None) -> str:
     """The token in an `authorization` value: `Bearer <token>`, or Pulumi's `token <token>`."""
     if not value:
-        raise Unauthenticated("missing authorization metadata: send 'authorization: Bearer <token>'")
+        raise Unauthenticated(
+            "missing authorization metadata: send 'authorization: Bearer <token>'", Reason.TOKEN_MISSING
+        )
     scheme, _, token = value.strip().partition(" ")
     if scheme.lower() not in ("bearer", "token") or not token.strip():
-        raise Unauthenticated("authorization must be 'Bearer <token>' or 'token <token>'")
+        raise Unauthenticated("authorization must be 'Bearer <token>' or 'token <token>'", Reason.TOKEN_MALFORMED)
     return token.strip()
 
 

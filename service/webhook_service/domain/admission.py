@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
-from webhook_service.domain.errors import ResourceExhausted
+from webhook_service.domain.errors import Reason, ResourceExhausted
 
 # Slots free as calls finish, within milliseconds; a second's wait keeps refused callers from hammering.
 RETRY_AFTER_SECONDS = 1.0
@@ -31,6 +31,7 @@ class Gate:
             raise ResourceExhausted(
                 f"{self._what} is busy with {self.limit} calls; retry in {RETRY_AFTER_SECONDS:g}s",
                 retry_after=RETRY_AFTER_SECONDS,
+                reason=Reason.SERVER_OVERLOADED,
             )
         self.held += 1
         try:

@@ -23,9 +23,10 @@ class RequestKey:
     request: bytes = field(repr=False)
 
 
-# Set by rotations only, never by a create: left out of a create's canonical form, which then reads as it
-# did before rotations existed, so a request_id remembered by an earlier release still matches its repeat.
-_ROTATION_FIELDS = frozenset({"previous_secret", "previous_secret_expire_time"})
+# Set by rotations and the store, never by a create: left out of a create's canonical form, which then reads
+# as it did before rotations and etags existed, so a request_id remembered by an earlier release still
+# matches its repeat.
+_NOT_ASKED_FOR = frozenset({"previous_secret", "previous_secret_expire_time", "etag"})
 
 
 def canonical(value: Any, leave_out: frozenset[str] = frozenset()) -> bytes:
@@ -43,7 +44,7 @@ def create_key(request_id: str, webhook: Webhook, requested_id: str) -> RequestK
     if not request_id:
         return None
     asked = dataclasses.replace(webhook, webhook_id=requested_id)
-    return RequestKey(webhook.parent.organization, request_id, canonical(asked, _ROTATION_FIELDS))
+    return RequestKey(webhook.parent.organization, request_id, canonical(asked, _NOT_ASKED_FOR))
 
 
 def publish_key(request_id: str, event: Event) -> RequestKey | None:

@@ -77,6 +77,8 @@ class Webhook:
     # The secret a rotation replaced, still signing until `previous_secret_expire_time`; empty otherwise.
     previous_secret: str = field(default="", repr=False)
     previous_secret_expire_time: datetime | None = None
+    # Changes with every change a caller can see (AIP-154); set by the store.
+    etag: str = ""
 
     @property
     def name(self) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from webhook_service.domain.errors import InvalidArgument
+from webhook_service.domain.errors import InvalidArgument, Reason
 
 _SEGMENT = r"[A-Za-z0-9._-]{1,100}"
 _WEBHOOK_ID = r"[A-Za-z0-9._-]{1,32}"
@@ -65,14 +65,18 @@ def _parent_of(match: re.Match[str]) -> Parent:
 def parse_parent(value: str, field: str) -> Parent:
     match = _PARENT_RE.fullmatch(value)
     if match is None:
-        raise InvalidArgument(field, f"must look like {PARENT_PATTERN}, each segment {SEGMENT_RULE}")
+        raise InvalidArgument(
+            field, f"must look like {PARENT_PATTERN}, each segment {SEGMENT_RULE}", Reason.INVALID_NAME
+        )
     return _parent_of(match)
 
 
 def parse_stack(value: str, field: str) -> Parent:
     parent = parse_parent(value, field)
     if not parent.is_stack:
-        raise InvalidArgument(field, "must look like organizations/{organization}/projects/{project}/stacks/{stack}")
+        raise InvalidArgument(
+            field, "must look like organizations/{organization}/projects/{project}/stacks/{stack}", Reason.INVALID_NAME
+        )
     return parent
 
 
@@ -80,7 +84,9 @@ def parse_webhook_name(value: str, field: str) -> WebhookName:
     match = _WEBHOOK_RE.fullmatch(value)
     if match is None:
         raise InvalidArgument(
-            field, "must look like {parent}/webhooks/{webhook}, the webhook ID 1-32 characters of [a-zA-Z0-9._-]"
+            field,
+            "must look like {parent}/webhooks/{webhook}, the webhook ID 1-32 characters of [a-zA-Z0-9._-]",
+            Reason.INVALID_NAME,
         )
     return WebhookName(_parent_of(match), match["webhook"])
 
@@ -88,13 +94,15 @@ def parse_webhook_name(value: str, field: str) -> WebhookName:
 def parse_delivery_name(value: str, field: str) -> DeliveryName:
     match = _DELIVERY_RE.fullmatch(value)
     if match is None:
-        raise InvalidArgument(field, "must look like {parent}/webhooks/{webhook}/deliveries/{delivery}")
+        raise InvalidArgument(
+            field, "must look like {parent}/webhooks/{webhook}/deliveries/{delivery}", Reason.INVALID_NAME
+        )
     return DeliveryName(parse_webhook_name(match["webhook"], field), match["delivery"])
 
 
 def check_webhook_id(value: str, field: str) -> str:
     if WEBHOOK_ID_RE.fullmatch(value) is None:
-        raise InvalidArgument(field, "must be 1-32 characters of [a-zA-Z0-9._-]")
+        raise InvalidArgument(field, "must be 1-32 characters of [a-zA-Z0-9._-]", Reason.INVALID_NAME)
     return value
 
 
@@ -105,5 +113,7 @@ def parse_webhook_or_parent(value: str, field: str) -> WebhookName | Parent:
     if _PARENT_RE.fullmatch(value):
         return parse_parent(value, field)
     raise InvalidArgument(
-        field, f"must be a webhook name, {{parent}}/webhooks/{{webhook}}, or a parent: {PARENT_PATTERN}"
+        field,
+        f"must be a webhook name, {{parent}}/webhooks/{{webhook}}, or a parent: {PARENT_PATTERN}",
+        Reason.INVALID_NAME,
     )

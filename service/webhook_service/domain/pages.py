@@ -6,7 +6,7 @@ import base64
 import binascii
 import json
 
-from webhook_service.domain.errors import InvalidArgument
+from webhook_service.domain.errors import InvalidArgument, Reason, Violations
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
@@ -34,14 +34,14 @@ def decode_token(token: str, parent: str) -> int | None:
     if not token:
         return None
     if len(token) > MAX_TOKEN_CHARS:
-        raise InvalidArgument("page_token", "is not a token this service returned")
+        raise InvalidArgument("page_token", "is not a token this service returned", Reason.INVALID_PAGE_TOKEN)
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
         fields = json.loads(raw)
         cursor = fields["cursor"]
         token_parent = fields["parent"]
     except (binascii.Error, ValueError, KeyError, TypeError, RecursionError):
-        raise InvalidArgument("page_token", "is not a token this service returned") from None
+        raise InvalidArgument("page_token", "is not a token this service returned", Reason.INVALID_PAGE_TOKEN) from None
     # bool is an int to Python, and a row ID is a positive 64-bit integer on every engine.
     if (
         isinstance(cursor, bool)
@@ -49,7 +49,16 @@ def decode_token(token: str, parent: str) -> int | None:
         or not 0 < cursor <= MAX_CURSOR
         or not isinstance(token_parent, str)
     ):
-        raise InvalidArgument("page_token", "is not a token this service returned")
+        raise InvalidArgument("page_token", "is not a token this service returned", Reason.INVALID_PAGE_TOKEN)
     if token_parent != parent:
-        raise InvalidArgument("page_token", "was returned for another parent; start again without it")
+        raise InvalidArgument(
+            "page_token", "was returned for another parent; start again without it", Reason.INVALID_PAGE_TOKEN
+        )
     return cursor
+
+
+def checked(found: Violations, requested_size: int, token: str, parent: str) -> tuple[int, int | None]:
+    """A List request's page size and cursor (None for the first page); what is wrong with them goes to
+    `found`, beside the request's other violations."""
+    size = found.check(page_size, requested_size) or DEFAULT_PAGE_SIZE
+    return size, found.check(decode_token, token, parent)

@@ -19,7 +19,7 @@ import peewee
 from playhouse.db_url import connect
 
 from webhook_service.domain.admission import Gate
-from webhook_service.domain.errors import Unavailable
+from webhook_service.domain.errors import Reason, Unavailable
 from webhook_service.files import create_private
 from webhook_service.store import secrets
 from webhook_service.store.models import bind_thread, bound_to, database
@@ -163,7 +163,7 @@ class Executor:
                 with contextlib.suppress(Exception):
                     self.db.close()
             log.warning("database unavailable: %s", error)
-            raise Unavailable("the database is unavailable; try again") from error
+            raise Unavailable("the database is unavailable; try again", Reason.DATABASE_UNAVAILABLE) from error
 
     def _revive_idle_connection(self) -> None:
         """A server connection idle for a while may have died with a database restart: it is tried, and

@@ -10,7 +10,7 @@ from typing import Any, cast
 
 import peewee
 
-from webhook_service.domain.errors import FailedPrecondition, NotFound
+from webhook_service.domain.errors import FailedPrecondition, NotFound, Reason
 from webhook_service.domain.idempotency import RequestKey
 from webhook_service.domain.model import Attempt, Delivery, DeliveryState
 from webhook_service.domain.names import DeliveryName, Parent, WebhookName
@@ -344,9 +344,9 @@ def _deactivate(where: peewee.Expression, reason: Callable[[datetime], str]) -> 
     for row in WebhookRow.select().where(where & (WebhookRow.active == True)):  # noqa: E712
         since = to_datetime(row.failing_since or now())
         assert since is not None
-        WebhookRow.update(active=False, disabled_reason=reason(since), update_time=now()).where(
-            WebhookRow.id == row.id
-        ).execute()
+        WebhookRow.update(
+            active=False, disabled_reason=reason(since), update_time=now(), revision=WebhookRow.revision + 1
+        ).where(WebhookRow.id == row.id).execute()
         names.append(webhook_rows.name_of(row))
     return names
 
@@ -406,7 +406,7 @@ def _delivery_row(name: DeliveryName, lock: bool = False) -> DeliveryRow:
         query = query.for_update(of=DeliveryRow)
     row = query.first()
     if row is None:
-        raise NotFound(f"delivery {name} does not exist")
+        raise NotFound(f"delivery {name} does not exist", Reason.DELIVERY_NOT_FOUND)
     found: DeliveryRow = row
     return found
 
@@ -418,7 +418,10 @@ def for_redelivery(name: DeliveryName, owner: str, lease: float) -> tuple[Claim,
         row = _delivery_row(name, lock=True)
         moment = now()
         if row.lease_expires is not None and row.lease_expires >= moment:
-            raise FailedPrecondition(f"delivery {name} is being sent right now; redeliver it once that attempt ends")
+            raise FailedPrecondition(
+                f"delivery {name} is being sent right now; redeliver it once that attempt ends",
+                Reason.DELIVERY_IN_FLIGHT,
+            )
         DeliveryRow.update(lease_owner=owner, lease_expires=moment + lease).where(DeliveryRow.id == row.id).execute()
         [again] = _claims([row.id], owner)
         return again, _to_delivery(row, [])
@@ -502,7 +505,8 @@ def _recoverable(target: WebhookName | Parent) -> peewee.Expression:
         row = webhook_rows.find_row(target)
         if not row.active:
             raise FailedPrecondition(
-                f"webhook {target} is inactive, so nothing would be sent: set active to true, then recover"
+                f"webhook {target} is inactive, so nothing would be sent: set active to true, then recover",
+                Reason.WEBHOOK_INACTIVE,
             )
         return DeliveryRow.webhook == row.id
     where = (WebhookRow.organization == target.organization) & (WebhookRow.active == True)  # noqa: E712
@@ -535,7 +539,7 @@ def get_by_id(row_id: int) -> Delivery:
     row = DeliveryRow.select(DeliveryRow, WebhookRow).join(WebhookRow).where(DeliveryRow.id == row_id).first()
     if row is None:
         # Its webhook was deleted while the attempt was under way.
-        raise NotFound("the delivery no longer exists: its webhook was deleted")
+        raise NotFound("the delivery no longer exists: its webhook was deleted", Reason.DELIVERY_NOT_FOUND)
     return _with_attempts(row)
 
 

@@ -6,7 +6,7 @@ import hmac
 
 from peewee import Expression, SqliteDatabase
 
-from webhook_service.domain.errors import InvalidArgument
+from webhook_service.domain.errors import InvalidArgument, Reason
 from webhook_service.domain.idempotency import RequestKey
 from webhook_service.store import secrets
 from webhook_service.store.batches import delete_in_batches
@@ -37,7 +37,11 @@ def recall(scope: str, key: RequestKey, since: float = 0.0, lock: bool = False) 
     if row is None:
         return None
     if not hmac.compare_digest(str(row.fingerprint), secrets.box().fingerprint(key.request)):
-        raise InvalidArgument("request_id", "was used for a different request; give this one a new request_id")
+        raise InvalidArgument(
+            "request_id",
+            "was used for a different request; give this one a new request_id",
+            Reason.REQUEST_ID_REUSED,
+        )
     return str(row.response)
 
 

@@ -86,6 +86,8 @@ class WebhookRow(BaseModel):
     # The secret a rotation replaced, sealed like `secret`, and when it stops signing and is erased.
     previous_secret = TextField(default="")
     previous_secret_expire_time = DoubleField(null=True)
+    # Counts the changes callers can see, for the etag; failing_since alone does not count.
+    revision = IntegerField(default=1)
 
     class Meta:
         table_name = "webhook"

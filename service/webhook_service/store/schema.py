@@ -16,7 +16,7 @@ from webhook_service.store.models import (
 
 
 class _WebhookRowV1(BaseModel):
-    """webhook as the first release made it; _previous_secrets adds to it."""
+    """webhook as the first release made it; _previous_secrets and _webhook_revision add to it."""
 
     id = peewee.AutoField()
     organization = peewee.CharField(max_length=100)
@@ -129,6 +129,11 @@ def _recovered_schedules(db: peewee.Database) -> None:
     )
 
 
+def _webhook_revision(db: peewee.Database) -> None:
+    """Each webhook counts its changes, which its etag is made from; existing webhooks start at 1."""
+    db.execute_sql('ALTER TABLE "webhook" ADD COLUMN "revision" INTEGER NOT NULL DEFAULT 1')  # type: ignore[no-untyped-call]
+
+
 # Append only: a released migration never changes, so every database reaches the same schema. A change to
 # an existing table is a new migration (playhouse.migrate's add_column and friends, or SQL both engines
 # read), and the migration that created the table keeps a frozen copy of the model as it was then.
@@ -140,6 +145,7 @@ MIGRATIONS: tuple[Callable[[peewee.Database], None], ...] = (
     _shared_settings,
     _previous_secrets,
     _recovered_schedules,
+    _webhook_revision,
 )
 LATEST = len(MIGRATIONS)
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import peewee
 
-from webhook_service.domain.errors import AlreadyExists, NotFound, ResourceExhausted
+from webhook_service.domain.errors import AlreadyExists, NotFound, Reason, ResourceExhausted
 from webhook_service.domain.idempotency import RequestKey
 from webhook_service.domain.limits import MAX_WEBHOOKS_PER_ORGANIZATION, MAX_WEBHOOKS_PER_STACK
 from webhook_service.domain.model import Webhook, WebhookFilter, WebhookFormat, WebhookGroup
@@ -40,6 +41,7 @@ _COLUMNS = (
     "update_time",
     "previous_secret",
     "previous_secret_expire_time",
+    "revision",
 )
 
 
@@ -68,6 +70,7 @@ def _webhook(values: Sequence[Any]) -> Webhook:
         update_time,
         previous_secret,
         previous_secret_expire_time,
+        revision,
     ) = values
     if previous_secret_expire_time is None or previous_secret_expire_time <= now():
         previous_secret, previous_secret_expire_time = "", None
@@ -80,6 +83,7 @@ def _webhook(values: Sequence[Any]) -> Webhook:
         disabled_reason=disabled_reason,
         create_time=to_datetime(create_time),
         update_time=to_datetime(update_time),
+        etag=etag(create_time, revision),
     )
     try:
         return dataclasses.replace(
@@ -94,6 +98,12 @@ def _webhook(values: Sequence[Any]) -> Webhook:
     except ValueError as error:
         log.error("webhook %s cannot be read: %s", webhook.name, error)
         return dataclasses.replace(webhook, active=False, disabled_reason=f"this webhook cannot be read: {error}")
+
+
+def etag(create_time: float, revision: int) -> str:
+    """Opaque, and new with every revision; the creation time tells a webhook from an earlier one of the
+    same name that was deleted."""
+    return hashlib.sha256(f"{create_time!r}/{revision}".encode()).hexdigest()[:20]
 
 
 def to_webhook(row: WebhookRow) -> Webhook:
@@ -134,7 +144,7 @@ def _where(name: WebhookName) -> peewee.Expression:
 def find_row(name: WebhookName) -> WebhookRow:
     found = WebhookRow.get_or_none(_where(name))
     if found is None:
-        raise NotFound(f"webhook {name} does not exist")
+        raise NotFound(f"webhook {name} does not exist", Reason.WEBHOOK_NOT_FOUND)
     return found
 
 
@@ -157,7 +167,7 @@ def create(webhook: Webhook, key: RequestKey | None = None) -> Webhook:
     except peewee.IntegrityError:
         if key is not None:
             return _create(webhook, key)
-        raise AlreadyExists(f"webhook {webhook.name} already exists") from None
+        raise AlreadyExists(f"webhook {webhook.name} already exists", Reason.WEBHOOK_ALREADY_EXISTS) from None
 
 
 def _create(webhook: Webhook, key: RequestKey | None) -> Webhook:
@@ -167,10 +177,12 @@ def _create(webhook: Webhook, key: RequestKey | None) -> Webhook:
             if earlier is not None:
                 return get(parse_webhook_name(earlier, "request_id"))
         if WebhookRow.select().where(_where(WebhookName(webhook.parent, webhook.webhook_id))).exists():
-            raise AlreadyExists(f"webhook {webhook.name} already exists")
+            raise AlreadyExists(f"webhook {webhook.name} already exists", Reason.WEBHOOK_ALREADY_EXISTS)
         limit = MAX_WEBHOOKS_PER_STACK if webhook.parent.is_stack else MAX_WEBHOOKS_PER_ORGANIZATION
         if WebhookRow.select().where(_parent_where(webhook.parent)).count() >= limit:
-            raise ResourceExhausted(f"{webhook.parent} already has {limit} webhooks, the most allowed")
+            raise ResourceExhausted(
+                f"{webhook.parent} already has {limit} webhooks, the most allowed", reason=Reason.WEBHOOK_LIMIT_REACHED
+            )
         moment = now()
         created = WebhookRow.create(
             organization=webhook.parent.organization,
@@ -230,14 +242,16 @@ def update(name: WebhookName, fields: Sequence[str], change: Callable[[Webhook],
             query = query.for_update("FOR NO KEY UPDATE")  # type: ignore[arg-type]
         row = query.get_or_none()
         if row is None:
-            raise NotFound(f"webhook {name} does not exist")
+            raise NotFound(f"webhook {name} does not exist", Reason.WEBHOOK_NOT_FOUND)
         current = to_webhook(row)
         changed = change(current)
         columns = {column: value for column, value in _columns(changed).items() if column in fields}
         if reactivates(current, changed):
             # Its failures so far are not held against it again.
             columns.update(disabled_reason=changed.disabled_reason, failing_since=None)
-        WebhookRow.update(update_time=now(), **columns).where(WebhookRow.id == row.id).execute()
+        WebhookRow.update(update_time=now(), revision=WebhookRow.revision + 1, **columns).where(
+            WebhookRow.id == row.id
+        ).execute()
         return to_webhook(WebhookRow.get_by_id(row.id))
 
 
@@ -248,7 +262,7 @@ def delete(name: WebhookName) -> None:
     delete_in_batches(DeliveryRow, DeliveryRow.webhook == row.id)
     with transaction():
         if WebhookRow.delete().where(WebhookRow.id == row.id).execute() == 0:
-            raise NotFound(f"webhook {name} does not exist")
+            raise NotFound(f"webhook {name} does not exist", Reason.WEBHOOK_NOT_FOUND)
 
 
 _ACTIVE_FOR_STACK = (

@@ -56,12 +56,14 @@ class WebhookForm:
         )
 
     def refuse(self, error: InvalidArgument) -> None:
-        """Puts the application's refusal beside the field it names."""
-        name = error.field.removeprefix("webhook.")
-        if name in FIELDS:
-            self.errors[name] = error.description
-        else:
-            self.errors[""] = str(error)
+        """Puts each of the application's refusals beside the field it names (an entry of a list beside the
+        list), the first of each field only."""
+        for violation in error.violations:
+            name = violation.field.removeprefix("webhook.").split("[", 1)[0]
+            if name in FIELDS:
+                self.errors.setdefault(name, violation.description)
+            else:
+                self.errors.setdefault("", f"{violation.field}: {violation.description}")
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -10,7 +11,7 @@ from google.protobuf.descriptor import EnumDescriptor
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from webhook_service.domain.errors import InvalidArgument
+from webhook_service.domain.errors import InvalidArgument, Reason, Violations
 from webhook_service.domain.model import (
     Attempt,
     Delivery,
@@ -36,10 +37,24 @@ def enum_from_proto(descriptor: EnumDescriptor, prefix: str, domain: type[E], nu
     """The domain value of a proto enum number; UNSPECIFIED and unknown numbers are refused."""
     value = descriptor.values_by_number.get(number)
     if value is None:
-        raise InvalidArgument(field, f"{number} is not a known {descriptor.name}")
+        raise InvalidArgument(field, f"{number} is not a known {descriptor.name}", Reason.INVALID_ENUM_VALUE)
     if value.number == 0:
-        raise InvalidArgument(field, f"{value.name} is not allowed; choose a value")
+        raise InvalidArgument(field, f"{value.name} is not allowed; choose a value", Reason.INVALID_ENUM_VALUE)
     return domain(value.name.removeprefix(prefix).lower())
+
+
+def _enums_from_proto(
+    descriptor: EnumDescriptor, prefix: str, domain: type[E], numbers: Iterable[int], field: str, found: Violations
+) -> tuple[E, ...]:
+    """The values of a repeated enum field; each bad entry is a violation at its index. With any, the field
+    is left empty: without them the entries' indexes would shift, and the rules that name an entry by its
+    index wait for a valid list."""
+    values = []
+    for index, number in enumerate(numbers):
+        if found.full:
+            return ()
+        values.append(found.check(enum_from_proto, descriptor, prefix, domain, number, f"{field}[{index}]"))
+    return () if None in values else tuple(value for value in values if value is not None)
 
 
 def enum_to_proto(descriptor: EnumDescriptor, prefix: str, value: enum.StrEnum) -> Any:
@@ -66,14 +81,16 @@ _MIN_SECONDS, _MAX_SECONDS = -62_135_596_800, 253_402_300_799
 
 def moment_from_proto(stamp: Timestamp, field: str) -> datetime:
     if not _MIN_SECONDS <= stamp.seconds <= _MAX_SECONDS or not 0 <= stamp.nanos < 1_000_000_000:
-        raise InvalidArgument(field, "is not a valid timestamp (0001-01-01 to 9999-12-31)")
+        raise InvalidArgument(field, "is not a valid timestamp (0001-01-01 to 9999-12-31)", Reason.INVALID_TIME)
     return stamp.ToDatetime(tzinfo=UTC)
 
 
 def seconds_from_proto(duration: Duration, field: str) -> float:
     """A Duration in seconds; the bounds of what it may be are the application's to check."""
     if duration.seconds * duration.nanos < 0 or not -1_000_000_000 < duration.nanos < 1_000_000_000:
-        raise InvalidArgument(field, "is not a valid duration: seconds and nanos must share their sign")
+        raise InvalidArgument(
+            field, "is not a valid duration: seconds and nanos must share their sign", Reason.INVALID_TIME
+        )
     return duration.seconds + duration.nanos / 1e9
 
 
@@ -83,22 +100,17 @@ def webhook_format(number: int, field: str) -> WebhookFormat:
     return enum_from_proto(_FORMAT, "WEBHOOK_FORMAT_", WebhookFormat, number, field)
 
 
-def webhook_fields(message: webhook_pb2.Webhook) -> WebhookFields:
-    """The fields the message sets; an absent `active` means true."""
+def webhook_fields(message: webhook_pb2.Webhook, found: Violations) -> WebhookFields:
+    """The fields the message sets; an absent `active` means true. Enum values it cannot take are added to
+    `found` (filters and groups by index) and left out, so the application can report them with the rest."""
     return WebhookFields(
         display_name=message.display_name,
         payload_url=message.payload_url,
         secret=message.secret,
         active=message.active if message.HasField("active") else True,
-        format=webhook_format(message.format, "webhook.format"),
-        filters=tuple(
-            enum_from_proto(_FILTER, "WEBHOOK_FILTER_", WebhookFilter, number, "webhook.filters")
-            for number in message.filters
-        ),
-        groups=tuple(
-            enum_from_proto(_GROUP, "WEBHOOK_GROUP_", WebhookGroup, number, "webhook.groups")
-            for number in message.groups
-        ),
+        format=found.check(webhook_format, message.format, "webhook.format") or WebhookFormat.RAW,
+        filters=_enums_from_proto(_FILTER, "WEBHOOK_FILTER_", WebhookFilter, message.filters, "webhook.filters", found),
+        groups=_enums_from_proto(_GROUP, "WEBHOOK_GROUP_", WebhookGroup, message.groups, "webhook.groups", found),
     )
 
 
@@ -117,6 +129,7 @@ def webhook_to_proto(webhook: Webhook) -> webhook_pb2.Webhook:
         create_time=timestamp(webhook.create_time),
         update_time=timestamp(webhook.update_time),
         previous_secret_expire_time=timestamp(webhook.previous_secret_expire_time),
+        etag=webhook.etag,
     )
 
 
@@ -154,66 +167,81 @@ class _Words(enum.StrEnum):
 
 def _text(value: str, field: str, limit: int = MAX_TEXT) -> str:
     if len(value) > limit:
-        raise InvalidArgument(field, f"must be at most {limit} characters")
+        raise InvalidArgument(field, f"must be at most {limit} characters", Reason.FIELD_TOO_LARGE)
     return value
 
 
-def _identity(message: event_pb2.Identity, field: str) -> Identity:
+def _identity(message: event_pb2.Identity, field: str, found: Violations) -> Identity:
     return Identity(
-        name=_text(message.name, f"{field}.name"),
-        github_login=_text(message.github_login, f"{field}.github_login"),
-        avatar_url=_text(message.avatar_url, f"{field}.avatar_url", MAX_URL),
+        name=found.check(_text, message.name, f"{field}.name") or "",
+        github_login=found.check(_text, message.github_login, f"{field}.github_login") or "",
+        avatar_url=found.check(_text, message.avatar_url, f"{field}.avatar_url", MAX_URL) or "",
+    )
+
+
+def _update_change(update: event_pb2.UpdateEvent, found: Violations) -> UpdateChange:
+    field = "event.update_event"
+    if len(update.resource_changes) > MAX_RESOURCE_KINDS:
+        found.add(f"{field}.resource_changes", f"at most {MAX_RESOURCE_KINDS} entries", Reason.FIELD_TOO_LARGE)
+    else:
+        for operation, count in update.resource_changes.items():
+            found.check(_text, operation, f"{field}.resource_changes", 64)
+            if count < 0:
+                found.add(f"{field}.resource_changes", f"{operation!r} has a negative count")
+    return UpdateChange(
+        update_url=found.check(_text, update.update_url, f"{field}.update_url", MAX_URL) or "",
+        kind=found.check(enum_from_proto, _UPDATE_KIND, "UPDATE_KIND_", _Words, update.kind, f"{field}.kind") or "",
+        result=found.check(enum_from_proto, _UPDATE_RESULT, "UPDATE_RESULT_", _Words, update.result, f"{field}.result")
+        or "",
+        resource_changes=dict(update.resource_changes),
+        is_preview=update.is_preview,
+    )
+
+
+def _deployment_change(deployment: event_pb2.DeploymentEvent, found: Violations) -> DeploymentChange:
+    field = "event.deployment_event"
+    if deployment.version < 0:
+        found.add(f"{field}.version", "must not be negative")
+    return DeploymentChange(
+        deployment_url=found.check(_text, deployment.deployment_url, f"{field}.deployment_url", MAX_URL) or "",
+        version=deployment.version,
+        operation=found.check(_text, deployment.operation, f"{field}.operation", 64) or "",
+        status=found.check(
+            enum_from_proto, _DEPLOYMENT_STATUS, "DEPLOYMENT_STATUS_", _Words, deployment.status, f"{field}.status"
+        )
+        or "",
     )
 
 
 def event_from_proto(message: event_pb2.Event) -> Event:
-    """The domain event; exactly one payload, known enum values and bounded text are required."""
-    stack = parse_stack(message.stack, "event.stack")
+    """The domain event; exactly one payload, known enum values and bounded text are required, and every
+    violation is reported at once."""
+    found = Violations()
+    stack = found.check(parse_stack, message.stack, "event.stack")
+    user = _identity(message.user, "event.user", found)
+    organization = _identity(message.organization, "event.organization", found)
     which = message.WhichOneof("payload")
-    change: StackChange | UpdateChange | DeploymentChange
+    change: StackChange | UpdateChange | DeploymentChange | None = None
     if which == "stack_event":
-        change = StackChange(
-            enum_from_proto(
-                _STACK_ACTION, "STACK_ACTION_", _Words, message.stack_event.action, "event.stack_event.action"
-            )
-        )
+        action = message.stack_event.action
+        field = "event.stack_event.action"
+        change = StackChange(found.check(enum_from_proto, _STACK_ACTION, "STACK_ACTION_", _Words, action, field) or "")
     elif which == "update_event":
-        update = message.update_event
-        if len(update.resource_changes) > MAX_RESOURCE_KINDS:
-            raise InvalidArgument("event.update_event.resource_changes", f"at most {MAX_RESOURCE_KINDS} entries")
-        for operation, count in update.resource_changes.items():
-            _text(operation, "event.update_event.resource_changes", 64)
-            if count < 0:
-                raise InvalidArgument("event.update_event.resource_changes", f"{operation!r} has a negative count")
-        change = UpdateChange(
-            update_url=_text(update.update_url, "event.update_event.update_url", MAX_URL),
-            kind=enum_from_proto(_UPDATE_KIND, "UPDATE_KIND_", _Words, update.kind, "event.update_event.kind"),
-            result=enum_from_proto(
-                _UPDATE_RESULT, "UPDATE_RESULT_", _Words, update.result, "event.update_event.result"
-            ),
-            resource_changes=dict(update.resource_changes),
-            is_preview=update.is_preview,
-        )
+        change = _update_change(message.update_event, found)
     elif which == "deployment_event":
-        deployment = message.deployment_event
-        if deployment.version < 0:
-            raise InvalidArgument("event.deployment_event.version", "must not be negative")
-        change = DeploymentChange(
-            deployment_url=_text(deployment.deployment_url, "event.deployment_event.deployment_url", MAX_URL),
-            version=deployment.version,
-            operation=_text(deployment.operation, "event.deployment_event.operation", 64),
-            status=enum_from_proto(
-                _DEPLOYMENT_STATUS, "DEPLOYMENT_STATUS_", _Words, deployment.status, "event.deployment_event.status"
-            ),
-        )
+        change = _deployment_change(message.deployment_event, found)
     else:
-        raise InvalidArgument("event.payload", "one of stack_event, update_event or deployment_event is required")
+        found.add(
+            "event.payload", "one of stack_event, update_event or deployment_event is required", Reason.FIELD_REQUIRED
+        )
+    found.raise_any()
+    assert stack is not None and change is not None
     return Event(
         organization_name=stack.organization,
         project=stack.project,
         stack=stack.stack,
-        user=_identity(message.user, "event.user"),
-        organization=_identity(message.organization, "event.organization"),
+        user=user,
+        organization=organization,
         change=change,
     )
 
@@ -243,7 +271,7 @@ def delivery_view(number: int, field: str, unspecified_is_full: bool) -> bool:
     if number == delivery_pb2.WEBHOOK_DELIVERY_VIEW_UNSPECIFIED:
         return unspecified_is_full
     if number not in _DELIVERY_VIEW.values_by_number:
-        raise InvalidArgument(field, f"{number} is not a known {_DELIVERY_VIEW.name}")
+        raise InvalidArgument(field, f"{number} is not a known {_DELIVERY_VIEW.name}", Reason.INVALID_ENUM_VALUE)
     return number == delivery_pb2.WEBHOOK_DELIVERY_VIEW_FULL
 
 

@@ -8,6 +8,7 @@ from typing import Any, cast
 
 import grpc
 from google.protobuf import any_pb2
+from google.protobuf.message import Message
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
@@ -21,30 +22,46 @@ _CODES: dict[type[errors.ServiceError], int] = {kind: code_pb2.Code.Value(name) 
 
 
 def to_status(error: errors.ServiceError) -> grpc.Status:
-    status = status_pb2.Status(code=_CODES[type(error)], message=str(error))
+    """The status with its details: ErrorInfo always, BadRequest with every violation, RetryInfo when
+    waiting helps."""
+    details: list[Message] = [error_details_pb2.ErrorInfo(reason=error.reason, domain=errors.DOMAIN)]
     if isinstance(error, errors.InvalidArgument):
-        detail = any_pb2.Any()
-        detail.Pack(
+        details.append(
             error_details_pb2.BadRequest(
                 field_violations=[
-                    error_details_pb2.BadRequest.FieldViolation(field=error.field, description=error.description)
+                    error_details_pb2.BadRequest.FieldViolation(
+                        field=violation.field, description=violation.description, reason=violation.reason
+                    )
+                    for violation in error.violations
                 ]
             )
         )
-        status.details.append(detail)
     if isinstance(error, errors.ResourceExhausted) and error.retry_after is not None:
         hint = error_details_pb2.RetryInfo()
         hint.retry_delay.FromNanoseconds(round(error.retry_after * 1e9))
-        detail = any_pb2.Any()
-        detail.Pack(hint)
-        status.details.append(detail)
+        details.append(hint)
+    return _status(_CODES[type(error)], str(error), details)
+
+
+def _status(code: int, message: str, details: list[Message]) -> grpc.Status:
+    status = status_pb2.Status(code=code, message=message)
+    for message_detail in details:
+        packed = any_pb2.Any()
+        packed.Pack(message_detail)
+        status.details.append(packed)
     converted: grpc.Status = rpc_status.to_status(status)
     return converted
 
 
+def internal_status() -> grpc.Status:
+    """What an unexpected failure says: nothing about itself (the log has the traceback)."""
+    info = error_details_pb2.ErrorInfo(reason="INTERNAL", domain=errors.DOMAIN)
+    return _status(code_pb2.INTERNAL, "internal error", [info])
+
+
 class ErrorInterceptor(grpc.aio.ServerInterceptor):
-    """Turns ServiceError into its status, and anything unexpected into a bare
-    INTERNAL whose details reveal nothing (the log has the traceback)."""
+    """Turns ServiceError into its status, and anything unexpected into an INTERNAL that reveals nothing
+    (the log has the traceback)."""
 
     async def intercept_service(
         self,
@@ -69,7 +86,8 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
                 raise
             except Exception:
                 log.exception("%s failed unexpectedly", method)
-                await context.abort(grpc.StatusCode.INTERNAL, "internal error")
+                status = internal_status()
+                await context.abort(status.code, status.details, status.trailing_metadata)
 
         return grpc.unary_unary_rpc_method_handler(guarded, response_serializer=handler.response_serializer)
 
@@ -80,4 +98,6 @@ def _decoded(decode: Callable[[bytes], Any] | None, raw: bytes) -> Any:
     try:
         return decode(raw)
     except Exception:
-        raise errors.InvalidArgument("request", "is not a valid protobuf message for this method") from None
+        raise errors.InvalidArgument(
+            "request", "is not a valid protobuf message for this method", errors.Reason.MALFORMED_REQUEST
+        ) from None

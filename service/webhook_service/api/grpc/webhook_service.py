@@ -19,7 +19,7 @@ from webhook_service.api.grpc.convert import (
 )
 from webhook_service.app.deliveries import Deliveries
 from webhook_service.app.webhooks import Webhooks
-from webhook_service.domain.errors import InvalidArgument
+from webhook_service.domain.errors import InvalidArgument, Reason, Violations
 from webhooks.v1 import delivery_pb2, webhook_pb2, webhook_service_pb2, webhook_service_pb2_grpc
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -34,9 +34,11 @@ class WebhookService(webhook_service_pb2_grpc.WebhookServiceServicer):
         self, request: webhook_service_pb2.CreateWebhookRequest, context: Context
     ) -> webhook_pb2.Webhook:
         if not request.HasField("webhook"):
-            raise InvalidArgument("webhook", "is required")
+            raise InvalidArgument("webhook", "is required", Reason.FIELD_REQUIRED)
+        rejected = Violations()
+        fields = webhook_fields(request.webhook, rejected)
         created = await self.webhooks.create(
-            caller(), request.parent, request.webhook_id, webhook_fields(request.webhook), request.request_id
+            caller(), request.parent, request.webhook_id, fields, request.request_id, rejected.found
         )
         return webhook_to_proto(created)
 
@@ -55,10 +57,14 @@ class WebhookService(webhook_service_pb2_grpc.WebhookServiceServicer):
         self, request: webhook_service_pb2.UpdateWebhookRequest, context: Context
     ) -> webhook_pb2.Webhook:
         if not request.HasField("webhook"):
-            raise InvalidArgument("webhook", "is required")
+            raise InvalidArgument("webhook", "is required", Reason.FIELD_REQUIRED)
         # An empty mask names the fields the caller set.
         paths = list(request.update_mask.paths) or list(fields_set(request.webhook))
-        updated = await self.webhooks.update(caller(), request.webhook.name, webhook_fields(request.webhook), paths)
+        rejected = Violations()
+        fields = webhook_fields(request.webhook, rejected)
+        updated = await self.webhooks.update(
+            caller(), request.webhook.name, fields, paths, request.webhook.etag, rejected.found
+        )
         return webhook_to_proto(updated)
 
     async def DeleteWebhook(
@@ -75,8 +81,11 @@ class WebhookService(webhook_service_pb2_grpc.WebhookServiceServicer):
     async def ListWebhookDeliveries(
         self, request: webhook_service_pb2.ListWebhookDeliveriesRequest, context: Context
     ) -> webhook_service_pb2.ListWebhookDeliveriesResponse:
-        full = delivery_view(request.view, "view", unspecified_is_full=False)
-        page = await self.deliveries.list(caller(), request.parent, request.page_size, request.page_token, full)
+        rejected = Violations()
+        full = bool(rejected.check(delivery_view, request.view, "view", False))
+        page = await self.deliveries.list(
+            caller(), request.parent, request.page_size, request.page_token, full, rejected.found
+        )
         return webhook_service_pb2.ListWebhookDeliveriesResponse(
             deliveries=[delivery_to_proto(d, full) for d in page.deliveries], next_page_token=page.next_page_token
         )
@@ -84,8 +93,10 @@ class WebhookService(webhook_service_pb2_grpc.WebhookServiceServicer):
     async def GetWebhookDelivery(
         self, request: webhook_service_pb2.GetWebhookDeliveryRequest, context: Context
     ) -> delivery_pb2.WebhookDelivery:
-        full = delivery_view(request.view, "view", unspecified_is_full=True)
-        return delivery_to_proto(await self.deliveries.get(caller(), request.name), full)
+        rejected = Violations()
+        full = bool(rejected.check(delivery_view, request.view, "view", True))
+        delivery = await self.deliveries.get(caller(), request.name, rejected.found)
+        return delivery_to_proto(delivery, full)
 
     async def RedeliverWebhookDelivery(
         self, request: webhook_service_pb2.RedeliverWebhookDeliveryRequest, context: Context
@@ -95,8 +106,11 @@ class WebhookService(webhook_service_pb2_grpc.WebhookServiceServicer):
     async def RotateWebhookSecret(
         self, request: webhook_service_pb2.RotateWebhookSecretRequest, context: Context
     ) -> webhook_service_pb2.RotateWebhookSecretResponse:
-        overlap = seconds_from_proto(request.overlap, "overlap") if request.HasField("overlap") else None
-        rotated = await self.webhooks.rotate_secret(caller(), request.name, request.secret, overlap)
+        rejected = Violations()
+        overlap = (
+            rejected.check(seconds_from_proto, request.overlap, "overlap") if request.HasField("overlap") else None
+        )
+        rotated = await self.webhooks.rotate_secret(caller(), request.name, request.secret, overlap, rejected.found)
         return webhook_service_pb2.RotateWebhookSecretResponse(
             webhook=webhook_to_proto(rotated.webhook), secret=rotated.secret
         )
@@ -104,6 +118,7 @@ class WebhookService(webhook_service_pb2_grpc.WebhookServiceServicer):
     async def RecoverWebhookDeliveries(
         self, request: webhook_service_pb2.RecoverWebhookDeliveriesRequest, context: Context
     ) -> webhook_service_pb2.RecoverWebhookDeliveriesResponse:
-        since = moment_from_proto(request.since, "since") if request.HasField("since") else None
-        count = await self.deliveries.recover(caller(), request.parent, since, request.request_id)
+        rejected = Violations()
+        since = rejected.check(moment_from_proto, request.since, "since") if request.HasField("since") else None
+        count = await self.deliveries.recover(caller(), request.parent, since, request.request_id, rejected.found)
         return webhook_service_pb2.RecoverWebhookDeliveriesResponse(recovered_count=count)

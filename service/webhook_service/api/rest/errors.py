@@ -23,6 +23,8 @@ _STATUSES: dict[type[errors.ServiceError], int] = {
     # 409, not 412: the call conflicts with the resource's current state (an attempt in flight), and 412
     # answers a failed If-Match style precondition, which this API has none of.
     errors.FailedPrecondition: 409,
+    # A stale etag; this API sends none, so only another door's callers meet it.
+    errors.Aborted: 409,
     errors.ResourceExhausted: 429,
     errors.Unavailable: 503,
 }
