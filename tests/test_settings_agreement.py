@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from tests.support.databases import Databases
 from tests.support.process import ServiceProcess
 from tests.support.running import LOOPBACK, RunningServer, settings_in
 from webhook_service.dispatch.settings import DispatchSettings
+from webhook_service.store.database import open_database
+from webhook_service.store.secrets import create_key
 
 Start = Callable[..., RunningServer]
 
@@ -70,3 +74,30 @@ def test_a_dispatcher_disagreeing_with_serve_stops_with_one_line(tmp_path: Path)
         assert "Traceback" not in dispatcher.log
     finally:
         served.terminate()
+
+
+def test_processes_starting_together_on_an_empty_database_all_start(tmp_path: Path, databases: Databases) -> None:
+    """They race to store the settings: the first wins, the others agree with it instead of failing."""
+    database = databases.new(tmp_path)
+    open_database(database).close()  # the schema exists, the settings do not
+    key = tmp_path / "secret.key"
+    create_key(key)
+    started: list[RunningServer] = []
+    failures: list[BaseException] = []
+
+    def start(index: int) -> None:
+        try:
+            dispatch = DispatchSettings(allow_network=LOOPBACK)
+            started.append(RunningServer(settings_in(tmp_path / f"p{index}", database, dispatch, secret_key_file=key)))
+        except BaseException as error:  # reported below, with the others
+            failures.append(error)
+
+    threads = [threading.Thread(target=start, args=(index,)) for index in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    for server in started:
+        server.stop()
+    assert failures == []
+    assert len(started) == 4

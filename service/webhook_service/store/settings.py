@@ -7,15 +7,20 @@ from collections.abc import Mapping
 from webhook_service.store import statements
 from webhook_service.store.database import transaction
 
+# Processes starting together on an empty database race to store theirs: the first insert wins, the others
+# wait for it and then compare with what it stored.
+_INSERT = 'INSERT INTO "shared_setting" ("name", "value") VALUES (?, ?) ON CONFLICT ("name") DO NOTHING'
+
 
 def agree(ours: Mapping[str, str], take_over: bool) -> dict[str, str]:
-    """The settings stored before this call (empty on a first start). Ours are written when there were none,
-    when `take_over` says so, and for flags the stored ones lack."""
+    """The settings stored, ours for any flag that had none. With `take_over`, ours replace them all; the
+    values returned are still those found, so the caller can say what it replaced."""
     with transaction():
-        stored = dict(statements.execute('SELECT "name", "value" FROM "shared_setting"').fetchall())
         for name, value in ours.items():
-            if name not in stored:
-                statements.execute('INSERT INTO "shared_setting" ("name", "value") VALUES (?, ?)', (name, value))
-            elif take_over and stored[name] != value:
-                statements.execute('UPDATE "shared_setting" SET "value" = ? WHERE "name" = ?', (value, name))
+            statements.execute(_INSERT, (name, value))
+        stored = dict(statements.execute('SELECT "name", "value" FROM "shared_setting"').fetchall())
+        if take_over:
+            for name, value in ours.items():
+                if stored[name] != value:
+                    statements.execute('UPDATE "shared_setting" SET "value" = ? WHERE "name" = ?', (value, name))
         return stored
