@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
+from webhook_service.domain.ratelimit import Bucket
+
 # Per peer: enough for a person mistyping, or a client with a revoked token retrying a few times.
 FAILURES_PER_SECOND = 10.0
 FAILURE_BURST = 20.0
@@ -19,22 +21,20 @@ class FailureLimit:
         self.rate = rate
         self._burst = burst
         self._peers = peers
-        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+        self._buckets: OrderedDict[str, Bucket] = OrderedDict()
 
     def wait(self, peer: str, now: float) -> float:
         """Seconds until `peer` may try again; 0 when it may now."""
-        level = self._level(peer, now)
-        return 0.0 if level >= 1 else (1 - level) / self.rate
+        bucket = self._buckets.get(peer)
+        return 0.0 if bucket is None else bucket.wait(now)
 
     def failed(self, peer: str, now: float) -> None:
-        self._buckets[peer] = (max(0.0, self._level(peer, now) - 1), now)
+        bucket = self._buckets.get(peer)
+        if bucket is None:
+            bucket = self._buckets[peer] = Bucket(self.rate, self._burst, self._burst, now)
+        bucket.wait(now)  # refills it to now
+        # A failure counts even when less than one is left: the bucket empties.
+        bucket.level = max(0.0, bucket.level - 1)
         self._buckets.move_to_end(peer)
         if len(self._buckets) > self._peers:
             self._buckets.popitem(last=False)
-
-    def _level(self, peer: str, now: float) -> float:
-        held = self._buckets.get(peer)
-        if held is None:
-            return self._burst
-        level, updated = held
-        return min(self._burst, level + (now - updated) * self.rate)

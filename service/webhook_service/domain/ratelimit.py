@@ -12,14 +12,18 @@ class Bucket:
     level: float
     updated: float
 
-    def take(self, now: float) -> float:
-        """0 when a request may go now; otherwise the seconds until one may."""
+    def wait(self, now: float) -> float:
+        """0 when one may be taken now; otherwise the seconds until one may."""
         self.level = min(self.burst, self.level + (now - self.updated) * self.rate)
         self.updated = now
-        if self.level >= 1:
+        return 0.0 if self.level >= 1 else (1 - self.level) / self.rate
+
+    def take(self, now: float) -> float:
+        """Takes one if it may; returns `wait`'s answer."""
+        wait = self.wait(now)
+        if wait == 0:
             self.level -= 1
-            return 0.0
-        return (1 - self.level) / self.rate
+        return wait
 
 
 class RateLimiter:
