@@ -10,21 +10,14 @@ import time
 from pathlib import Path
 
 from tests.support.postgres import PostgresCluster
-from tests.support.readme import README, free_port, run_script, section, walk_through_receiver
+from tests.support.readme import README, free_port, grpc_replacements, run_script, section, walk_through_receiver
 from tests.support.running import RunningServer
 
 
 def test_walk_through_runs_as_written(server: RunningServer) -> None:
     [script] = re.findall(r"```sh\n(.*?)```", section("Walk-through with grpcurl"), re.S)
     with walk_through_receiver() as (receiver, receiver_address):
-        done = run_script(
-            script,
-            {
-                "127.0.0.1:50051": server.target,
-                "127.0.0.1:8000": receiver_address,
-                "data/admin-token": str(server.settings.admin_token_file),
-            },
-        )
+        done = run_script(script, grpc_replacements(server, receiver_address))
         assert done.returncode == 0, done.stdout + done.stderr
         assert '"display_name": "Everything"' in done.stdout
         assert '"status": "SERVING"' in done.stdout
@@ -43,14 +36,7 @@ def test_walk_through_runs_as_written(server: RunningServer) -> None:
 def test_rotation_and_recovery_run_as_written(server: RunningServer) -> None:
     [script] = re.findall(r"```sh\n(.*?)```", section("Rotating secrets and recovering deliveries"), re.S)
     with walk_through_receiver() as (receiver, receiver_address):
-        done = run_script(
-            script,
-            {
-                "127.0.0.1:50051": server.target,
-                "127.0.0.1:8000": receiver_address,
-                "data/admin-token": str(server.settings.admin_token_file),
-            },
-        )
+        done = run_script(script, grpc_replacements(server, receiver_address))
         assert done.returncode == 0, done.stdout + done.stderr
         assert done.stdout.count('"previous_secret_expire_time"') == 1
         assert done.stdout.count('"recovered_count": 0') == 3

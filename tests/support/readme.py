@@ -12,6 +12,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from tests.support.process import ServiceProcess
+from tests.support.running import RunningServer
 
 README = Path(__file__).parent.parent.parent / "README.md"
 BIN = Path(sys.executable).parent
@@ -52,3 +53,12 @@ def walk_through_receiver() -> Iterator[tuple[ServiceProcess, str]]:
         yield receiver, address
     finally:
         receiver.kill()
+
+
+def grpc_replacements(server: RunningServer, receiver_address: str) -> dict[str, str]:
+    """What a gRPC block of the README names, pointed at `server` and the walk-through's receiver."""
+    return {
+        "127.0.0.1:50051": server.target,
+        "127.0.0.1:8000": receiver_address,
+        "data/admin-token": str(server.settings.admin_token_file),
+    }
