@@ -324,7 +324,8 @@ def sigterm_and_check_refusal(service: ServiceProcess, grace: float) -> float:
         service.process.send_signal(signal.SIGTERM)
         assert next(health).status == NOT_SERVING
         health.cancel()  # type: ignore[attr-defined]
-        # The server stops taking calls right after it says NOT_SERVING; a call made now fails rather than hangs.
+        # From NOT_SERVING on, a call made now fails rather than hangs: the service refuses it while it finishes
+        # its work (tests/test_shutdown.py), gRPC once it has stopped.
         refused = eventually(lambda: refusal(client), 5, "a call after SIGTERM is refused", interval=0.05)
         assert refused in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED), refused
     assert service.process.wait(grace + 15) == 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import ssl
@@ -43,6 +44,8 @@ from webhooks.v1 import event_service_pb2, event_service_pb2_grpc, webhook_servi
 log = logging.getLogger(__name__)
 
 PENDING_CALLS = 10_000
+# At shutdown, once the calls in progress are done, how long gRPC still has to send their last answers.
+LAST_ANSWERS_SECONDS = 1.0
 
 SERVICE_NAMES = (
     webhook_service_pb2.DESCRIPTOR.services_by_name["WebhookService"].full_name,
@@ -300,16 +303,31 @@ class Server(DispatchProcess):
         return Authenticator(lookup)
 
     async def stop(self) -> None:
-        """Health says NOT_SERVING first, so balancers stop sending; new calls are refused while
-        in-flight calls and deliveries get the grace period."""
+        """New calls are refused with UNAVAILABLE from the start and health says NOT_SERVING, so callers and
+        balancers go elsewhere; calls in progress and deliveries get the grace period.
+
+        The application refuses, not gRPC: gRPC keeps taking calls, each answered at once, until the work is
+        done, and is stopped last with a short bound. Its stop may leave a call that reaches it as it begins
+        neither served nor refused until the caller's deadline or the end of the grace (seen under load), and
+        callers that react to NOT_SERVING arrive just then."""
         self.stopping = True
+        if self.app is not None:
+            self.app.calls.close()
         await self.health.enter_graceful_shutdown()
-        stopping = [self._stop_dispatching()]
+        await asyncio.gather(self._stop_dispatching(), self._finish_calls())
         if self._server is not None:
-            stopping.append(self._server.stop(self.settings.grace))
-        await asyncio.gather(*stopping)
+            # Answers already handed to gRPC leave within milliseconds; what is still open after this (health
+            # watches, a call gRPC never handed over) is cut rather than kept waiting.
+            await self._server.stop(LAST_ANSWERS_SECONDS)
         await self._close()
         log.info("stopped")
+
+    async def _finish_calls(self) -> None:
+        if self.app is None:
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.settings.grace):
+                await self.app.calls.finished()
 
 
 def _nobody() -> None:

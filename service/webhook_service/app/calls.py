@@ -3,6 +3,7 @@ the caller behind its token, and the caller's rate limit."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator
@@ -11,7 +12,7 @@ from webhook_service.app.authentication import Authenticator
 from webhook_service.domain import access
 from webhook_service.domain.access import Principal
 from webhook_service.domain.admission import Gate
-from webhook_service.domain.errors import Reason, ResourceExhausted, Unauthenticated
+from webhook_service.domain.errors import Reason, ResourceExhausted, Unauthenticated, Unavailable
 from webhook_service.domain.failures import FailureLimit
 from webhook_service.domain.ratelimit import RateLimiter
 
@@ -25,17 +26,37 @@ class Calls:
         self._limiter = RateLimiter(rate_limit) if rate_limit > 0 else None
         self._gate = Gate(max_calls, "the server")
         self._failures = FailureLimit()
+        self._closed = False
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def close(self) -> None:
+        """Every call from now on is refused with Unavailable, at once, so its caller can go to another
+        server; the calls in progress carry on."""
+        self._closed = True
+
+    async def finished(self) -> None:
+        """Returns once no call is in progress."""
+        await self._idle.wait()
 
     @contextlib.asynccontextmanager
     async def call(self, authorization: str | None, operation: str, peer: str = "") -> AsyncIterator[Principal]:
         """The caller behind an `authorization` value (`Bearer <token>` or Pulumi's `token <token>`), for
         the duration of one call to `operation`, which its role must allow before its request is even read.
         `peer` (the connection it came by) is refused for a while after too many failed authentications."""
+        if self._closed:
+            raise Unavailable("the server is shutting down; retry on another server, or once this one is back")
         with self._gate.enter():
-            caller = await self._principal(authorization, peer)
-            access.check_operation(caller, operation)
-            self._limit(caller)
-            yield caller
+            self._idle.clear()
+            try:
+                caller = await self._principal(authorization, peer)
+                access.check_operation(caller, operation)
+                self._limit(caller)
+                yield caller
+            finally:
+                # The gate still counts this call until the block ends.
+                if self._gate.held == 1:
+                    self._idle.set()
 
     async def _principal(self, authorization: str | None, peer: str) -> Principal:
         if self._authenticator is None:
