@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from tests.helpers import make_webhook
 from tests.support.running import RunningServer
-from tests.support.sql import execute, execute_many
+from tests.support.sql import execute, in_one_transaction
 from webhook_service.store.batches import BATCH_ROWS
 from webhooks.v1 import webhook_service_pb2
 
@@ -16,21 +16,26 @@ HISTORY = BATCH_ROWS * 2 + 500
 
 
 def add_history(url: str, webhook_id: str, count: int, created: float) -> None:
-    """`count` delivered deliveries with one attempt each, as a long-lived webhook accumulates."""
+    """`count` delivered deliveries with one attempt each, as a long-lived webhook accumulates. One
+    transaction, as the service writes them: a pruner running meanwhile must not take the deliveries away
+    between the two statements."""
     [(row,)] = execute(url, "SELECT id FROM webhook WHERE webhook_id = %s", (webhook_id,))
-    execute_many(
+    in_one_transaction(
         url,
-        "INSERT INTO delivery (delivery_id, webhook_id, kind, payload, state, attempt_count, create_time)"
-        " VALUES (%s, %s, 'stack_update', %s, 'succeeded', 1, %s)",
-        [(f"{webhook_id}-{n}", row, b"{}", created) for n in range(count)],
-    )
-    execute(
-        url,
-        "INSERT INTO delivery_attempt (delivery_id, attempt_number, start_time, request_url, request_headers,"
-        " response_code, response_headers, response_body, duration, error)"
-        " SELECT id, 1, create_time, 'https://example.com/', '{}', 200, '{}', 'ok', 0.01, ''"
-        " FROM delivery WHERE webhook_id = %s",
-        (row,),
+        [
+            (
+                "INSERT INTO delivery (delivery_id, webhook_id, kind, payload, state, attempt_count, create_time)"
+                " VALUES (%s, %s, 'stack_update', %s, 'succeeded', 1, %s)",
+                [(f"{webhook_id}-{n}", row, b"{}", created) for n in range(count)],
+            ),
+            (
+                "INSERT INTO delivery_attempt (delivery_id, attempt_number, start_time, request_url,"
+                " request_headers, response_code, response_headers, response_body, duration, error)"
+                " SELECT id, 1, create_time, 'https://example.com/', '{}', 200, '{}', 'ok', 0.01, ''"
+                " FROM delivery WHERE webhook_id = %s",
+                [(row,)],
+            ),
+        ],
     )
 
 

@@ -21,9 +21,17 @@ def execute(url: str, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, .
 
 
 def execute_many(url: str, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+    in_one_transaction(url, [(sql, rows)])
+
+
+def in_one_transaction(url: str, steps: Sequence[tuple[str, Sequence[Sequence[Any]]]]) -> None:
+    """Runs each statement once per row of parameters, all committed together, so the service sees all of
+    them or none."""
     if url.startswith("sqlite"):
         with sqlite3.connect(url.removeprefix("sqlite:///")) as connection:
-            connection.executemany(sql.replace("%s", "?"), rows)
+            for sql, rows in steps:
+                connection.executemany(sql.replace("%s", "?"), rows)
         return
     with psycopg2.connect(url) as connection, connection.cursor() as cursor:
-        cursor.executemany(sql, rows)
+        for sql, rows in steps:
+            cursor.executemany(sql, rows)
