@@ -56,3 +56,9 @@ def test_receive_reads_its_own_variables() -> None:
     assert "default 127.0.0.1:9001" in text
     text = " ".join(run("serve", "--help", WEBHOOKS_RECEIVE_LISTEN="127.0.0.1:9001").stdout.split())
     assert "default 127.0.0.1:50051" in text
+
+
+def test_help_never_shows_a_secret_taken_from_the_environment() -> None:
+    text = " ".join(run("receive", "--help", WEBHOOKS_RECEIVE_SECRET="hunter2-s3cr3t").stdout.split())
+    assert "hunter2-s3cr3t" not in text
+    assert "env WEBHOOKS_RECEIVE_SECRET; default set, not shown" in text
