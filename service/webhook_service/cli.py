@@ -9,21 +9,20 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import peewee
-
-from webhook_service import __version__, logs
+from webhook_service import __version__, logs, operator
 from webhook_service.dispatch.settings import DEFAULT_RETRY_SCHEDULE, DispatchSettings
 from webhook_service.domain.access import Role, parse_organizations
 from webhook_service.domain.errors import NotFound, Unavailable
 from webhook_service.domain.network import parse_networks
 from webhook_service.flags import add_flag, count, duration, one_of, positive_count, rate, schedule
-from webhook_service.receiver import receive
-from webhook_service.server import DispatchProcess, Server, ServerSettings, TlsSettings, run_until_signalled
-from webhook_service.store import tokens
-from webhook_service.store.database import explain_failure, open_database
-from webhook_service.store.secrets import create_key
+
+# The server, the database drivers and aiohttp take a second or more to import; the operator commands, which
+# need none of them, start without them, so the functions below import them where they are used.
+if TYPE_CHECKING:
+    from webhook_service.server import ServerSettings
+    from webhook_service.store.tokens import TokenInfo
 
 DEFAULT_DATABASE = "sqlite:///data/webhooks.db"
 # `receive` is a tool for trying things out: its variables never change what `serve` does.
@@ -190,10 +189,13 @@ def build_parser() -> argparse.ArgumentParser:
         secret=True,
         metavar="TEXT",
     )
+    operator.register(commands)
     return parser
 
 
 def settings_from(args: argparse.Namespace, parser: argparse.ArgumentParser) -> ServerSettings:
+    from webhook_service.server import ServerSettings, TlsSettings
+
     tls = None
     if getattr(args, "tls_cert", None) or getattr(args, "tls_key", None):
         if not (args.tls_cert and args.tls_key):
@@ -236,6 +238,9 @@ def run_tokens(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
             organizations = parse_organizations(args.organization)
         except ValueError as error:
             parser.error(str(error))
+    from webhook_service.store import tokens
+    from webhook_service.store.database import open_database
+
     db = open_database(args.database)
     with db.connection_context():
         if args.tokens_command == "create":
@@ -261,6 +266,8 @@ def run_tokens(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
 
 
 def run_keys(args: argparse.Namespace) -> int:
+    from webhook_service.store.secrets import create_key
+
     key_file = args.secret_key_file
     if not create_key(key_file):
         print(
@@ -274,7 +281,7 @@ def run_keys(args: argparse.Namespace) -> int:
     return 0
 
 
-def _scope(info: tokens.TokenInfo) -> str:
+def _scope(info: TokenInfo) -> str:
     organizations = info.principal.organizations
     return "*" if organizations is None else ",".join(sorted(organizations))
 
@@ -286,6 +293,14 @@ def _when(moment: Any) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command in operator.COMMANDS:
+        return operator.run(args)
+    import peewee
+
+    from webhook_service.receiver import receive
+    from webhook_service.server import DispatchProcess, Server, run_until_signalled
+    from webhook_service.store.database import explain_failure
+
     logs.configure(getattr(args, "log_format", "text"), getattr(args, "log_level", "info"))
     if args.command == "receive":
         with contextlib.suppress(KeyboardInterrupt):

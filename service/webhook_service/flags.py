@@ -21,7 +21,7 @@ def env_name(flag: str, prefix: str = "WEBHOOKS_") -> str:
 
 
 def add_flag(
-    parser: argparse.ArgumentParser,
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup,
     flag: str,
     help: str,
     default: Any = None,
@@ -40,7 +40,8 @@ def add_flag(
         from_env = os.environ.get(env)
         default = from_env.split(",") if from_env else default
     else:
-        default = os.environ.get(env, default)
+        # An empty variable is as good as unset: `WEBHOOKS_TOKEN_FILE= webhooks ...` must not mean the file ".".
+        default = os.environ.get(env) or default
         kwargs.setdefault("metavar", PLACEHOLDERS.get(kwargs.get("type"), flag.lstrip("-").upper().replace("-", "_")))
     shown = ("set, not shown" if default else "none") if secret else _shown(default)
     parser.add_argument(flag, default=default, help=f"{help} (env {env}; default {shown})", **kwargs)
