@@ -278,7 +278,8 @@ def _verify(secret: str, headers: dict[str, str], body: bytes) -> None:
 def test_recover_queues_failed_deliveries_again(start_server: Start, receiver: Receiver, org: str) -> None:
     server = start_server(retry_schedule=(0.0,))
     path = f"/cli-recover-{org}"
-    receiver.script(path, [Reply(status=500, body="database down")])
+    # A receiver chooses its response body, escape sequences included: a terminal must not act on them.
+    receiver.script(path, [Reply(status=500, body="\x1b[2J\x1b[31mdatabase down\x1b[0m")])
     name = field(
         as_admin(
             server, "hooks", "create", f"organizations/{org}", "--display-name", "R", "--url", receiver.url(path)
@@ -290,8 +291,12 @@ def test_recover_queues_failed_deliveries_again(start_server: Start, receiver: R
         wait_for_delivery(client, delivery, WebhookDeliveryState.WEBHOOK_DELIVERY_STATE_FAILED)
     [row] = table(as_admin(server, "deliveries", "list", name).lines)
     assert (row["STATE"], row["CODE"], row["NEXT ATTEMPT"]) == ("failed", "500", "-")
-    failed = as_admin(server, "deliveries", "get", delivery).lines
-    assert field(failed, "response body") == "database down"
+    failed = as_admin(server, "deliveries", "get", delivery)
+    assert field(failed.lines, "response body") == "\\x1b[2J\\x1b[31mdatabase down\\x1b[0m"
+    assert "\x1b" not in failed.out
+    assert json.loads(as_admin(server, "deliveries", "get", delivery, "--output", "json").out)[
+        "response_body"
+    ].startswith("\x1b[2J")
 
     receiver.script(path, [Reply()])
     assert as_admin(server, "deliveries", "recover", name, "--since", "1h").lines == [
@@ -415,10 +420,22 @@ def test_mutual_tls(start_server: Start, tmp_path: Path, org: str) -> None:
     )
     assert created.code == 0, created.err
 
-    # Without a client certificate, or in plaintext, the server lets nothing through.
-    anonymous = as_admin(server, "hooks", "list", parent, "--tls-ca", str(server_ca.pem.cert))
-    assert anonymous.code == UNAVAILABLE
-    assert as_admin(server, "hooks", "list", parent).code == UNAVAILABLE
+    # Without a client certificate, or in plaintext, the server lets nothing through; each failure is one
+    # line, with none of gRPC's own log lines around it.
+    for refused in (
+        console("hooks", "list", parent, "--tls-ca", str(server_ca.pem.cert), **env_of(server)),
+        console("hooks", "list", parent, "--tls", **env_of(server)),
+        console("hooks", "list", parent, **env_of(server)),
+    ):
+        assert refused.code == UNAVAILABLE
+        [line] = refused.err.splitlines()
+        assert line.startswith("webhooks hooks list: UNAVAILABLE: ")
     half = as_admin(server, "hooks", "list", parent, *flags)
     assert half.code == 2
     assert "--tls-client-cert and --tls-client-key go together" in half.err
+    not_pem = as_admin(server, "hooks", "list", parent, "--tls-ca", str(client_pem.key.parent / "nothing.txt"))
+    assert not_pem.code == 2
+    (tmp_path / "garbage.crt").write_text("garbage")
+    garbage = as_admin(server, "hooks", "list", parent, "--tls-ca", str(tmp_path / "garbage.crt"))
+    assert garbage.code == 2
+    assert garbage.err == f"webhooks hooks list: --tls-ca {tmp_path / 'garbage.crt'}: not PEM (no -----BEGIN line)\n"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any
 
 import grpc
 from google.protobuf.message import Message
@@ -92,45 +92,42 @@ def _credentials(args: argparse.Namespace) -> grpc.ChannelCredentials | None:
     if not (args.tls or args.tls_ca or args.tls_client_cert):
         return None
     return grpc.ssl_channel_credentials(
-        root_certificates=_read_bytes(args.tls_ca, "--tls-ca"),
-        private_key=_read_bytes(args.tls_client_key, "--tls-client-key"),
-        certificate_chain=_read_bytes(args.tls_client_cert, "--tls-client-cert"),
+        root_certificates=_pem(args.tls_ca, "--tls-ca"),
+        private_key=_pem(args.tls_client_key, "--tls-client-key"),
+        certificate_chain=_pem(args.tls_client_cert, "--tls-client-cert"),
     )
+
+
+def _pem(path: Path | None, flag: str) -> bytes | None:
+    """The file's bytes, checked here because gRPC only says it failed to create a security handshaker."""
+    if path is None:
+        return None
+    data = read_bytes(path, flag)
+    if b"-----BEGIN " not in data:
+        raise UsageError(f"{flag} {path}: not PEM (no -----BEGIN line)")
+    return data
+
+
+def read_bytes(path: Path, flag: str = "") -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as error:
+        raise UsageError(f"{flag} {path}: {error.strerror or error}".lstrip()) from None
 
 
 def read_text(path: Path, flag: str = "") -> str:
     try:
-        return path.read_text()
-    except (OSError, UnicodeDecodeError) as error:
-        raise UsageError(f"{flag} {path}: {_why(error)}".lstrip()) from None
+        return read_bytes(path, flag).decode()
+    except UnicodeDecodeError:
+        raise UsageError(f"{flag} {path}: not UTF-8 text".lstrip()) from None
 
 
-def _read_bytes(path: Path | None, flag: str) -> bytes | None:
-    if path is None:
-        return None
-    try:
-        return path.read_bytes()
-    except OSError as error:
-        raise UsageError(f"{flag} {path}: {_why(error)}") from None
-
-
-def _why(error: Exception) -> str:
-    return error.strerror if isinstance(error, OSError) and error.strerror else str(error)
-
-
-class Paged(Protocol):
-    page_token: str
-
-
-R = TypeVar("R")
-
-
-def pages(call: Callable[[Any], R], request: Paged, items: str, args: argparse.Namespace) -> R:
+def pages(call: Callable[[Any], Any], request: Any, items: str, args: argparse.Namespace) -> Any:
     """The page the flags ask for; with --all, every page from there on as one response with no next token."""
     request.page_token = args.page_token
-    response: Any = call(request)
+    response = call(request)
     if not args.all:
-        return response  # type: ignore[no-any-return]
+        return response
     merged = type(response)()
     merged.CopyFrom(response)
     while response.next_page_token:
@@ -138,4 +135,4 @@ def pages(call: Callable[[Any], R], request: Paged, items: str, args: argparse.N
         response = call(request)
         getattr(merged, items).extend(getattr(response, items))
     merged.next_page_token = ""
-    return merged  # type: ignore[no-any-return]
+    return merged

@@ -110,7 +110,8 @@ def _since(text: str) -> Timestamp:
 
 def _list(client: Client, args: argparse.Namespace) -> ListWebhookDeliveriesResponse:
     request = ListWebhookDeliveriesRequest(parent=args.parent, page_size=args.page_size or 0, view=args.view)
-    return pages(client.webhooks.ListWebhookDeliveries, request, "deliveries", args)
+    response: ListWebhookDeliveriesResponse = pages(client.webhooks.ListWebhookDeliveries, request, "deliveries", args)
+    return response
 
 
 def _get(client: Client, args: argparse.Namespace) -> WebhookDelivery:
@@ -183,7 +184,7 @@ def show_delivery(delivery: WebhookDelivery, args: argparse.Namespace) -> None:
     if delivery.payload:
         print()
         print("payload:")
-        print(_pretty(delivery.payload))
+        print(show.lines(_pretty(delivery.payload)))
 
 
 def _pretty(payload: str) -> str:

@@ -182,7 +182,8 @@ def _webhook_from(args: argparse.Namespace) -> tuple[Webhook, list[str]]:
 
 def _list(client: Client, args: argparse.Namespace) -> ListWebhooksResponse:
     request = ListWebhooksRequest(parent=args.parent, page_size=args.page_size or 0)
-    return pages(client.webhooks.ListWebhooks, request, "webhooks", args)
+    response: ListWebhooksResponse = pages(client.webhooks.ListWebhooks, request, "webhooks", args)
+    return response
 
 
 def _get(client: Client, args: argparse.Namespace) -> Webhook:

@@ -4,6 +4,7 @@ response in proto JSON."""
 from __future__ import annotations
 
 import datetime
+import re
 import sys
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -14,6 +15,9 @@ from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
 NONE = "-"
+_BREAKS = re.compile(r"\r\n|[\r\n\t]")
+# C0 and C1 controls and DEL: what a terminal may take as the start of a command.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 def print_json(message: Message) -> None:
@@ -41,7 +45,14 @@ def fields(pairs: Sequence[tuple[str, str]]) -> None:
 
 
 def one_line(text: str) -> str:
-    return " ".join(text.split()) if "\n" in text or "\r" in text else text
+    """`text` for one line of a terminal: line breaks and tabs as spaces, other control characters escaped,
+    since a receiver chooses its response body and an escape sequence in it could rewrite the screen."""
+    return _CONTROL.sub(lambda found: f"\\x{ord(found[0]):02x}", _BREAKS.sub(" ", text))
+
+
+def lines(text: str) -> str:
+    """`text` line by line as `one_line` shows each."""
+    return "\n".join(one_line(line) for line in text.splitlines())
 
 
 def shorten(text: str, limit: int = 120) -> str:
@@ -49,12 +60,12 @@ def shorten(text: str, limit: int = 120) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def when(owner: Message, field: str, now: datetime.datetime | None = None) -> str:
+def when(owner: Message, field: str) -> str:
     """`field` of `owner` relative to now (`3m ago`, `in 5s`), or - when it is not set."""
     if not owner.HasField(field):
         return NONE
     moment: Timestamp = getattr(owner, field)
-    return relative(moment.ToDatetime(datetime.UTC), now or datetime.datetime.now(datetime.UTC))
+    return relative(moment.ToDatetime(datetime.UTC), datetime.datetime.now(datetime.UTC))
 
 
 def moment(owner: Message, field: str) -> str:
