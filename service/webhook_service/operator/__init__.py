@@ -24,6 +24,8 @@ from webhooks_client import error_reason, violations
 COMMANDS = ("hooks", "deliveries", "publish")
 USAGE = 2
 RPC_FAILED = 64
+# As a shell reports a command ended by SIGINT.
+INTERRUPTED = 130
 
 
 def register(commands: Any) -> None:
@@ -43,6 +45,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"{args.command_name}: {describe(error)}", file=sys.stderr)
         code: grpc.StatusCode = error.code()
         return RPC_FAILED + int(code.value[0])
+    except KeyboardInterrupt:
+        return INTERRUPTED
     if args.output == "json":
         print_json(response)
     else:
