@@ -51,6 +51,30 @@ def test_rotation_and_recovery_run_as_written(server: RunningServer) -> None:
         assert pings[1].endswith("signature=INVALID webhook-signature=INVALID")
 
 
+def test_operator_commands_run_as_written(server: RunningServer) -> None:
+    [script] = re.findall(r"```sh\n(.*?)```", section("Command line"), re.S)
+    with walk_through_receiver() as (receiver, receiver_address):
+        done = run_script(script, grpc_replacements(server, receiver_address))
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert done.stderr == ""
+        assert "organizations/acme/webhooks/cli-events  yes     raw" in done.stdout
+        assert "events:         filters update-failed, destroy-failed; groups deployments" in done.stdout
+        assert "published event " in done.stdout and ": 2 deliveries queued" in done.stdout
+        assert "kind:           ping" in done.stdout
+        assert re.search(r"^queued \d+ failed deliveries again$", done.stdout, re.M)
+        assert "display name:   CLI, paused" in done.stdout
+        assert "deleted organizations/acme/projects/website/stacks/prod/webhooks/cli-failures" in done.stdout
+        deadline = time.monotonic() + 5
+        while receiver.log.count("signature=valid") < 4 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        # The event to each webhook, its redelivery and the ping, each signed with the secret given on create.
+        assert receiver.log.count("POST /cli kind=stack_update") == 2
+        assert receiver.log.count("POST /cli-failures kind=stack_update") == 1
+        assert "POST /cli kind=ping" in receiver.log
+        assert receiver.log.count("signature=valid") >= 4
+        assert "INVALID" not in receiver.log
+
+
 def test_token_commands_run_as_written(tmp_path: Path) -> None:
     [script] = re.findall(r"```sh\n(.*?)```", section("Security"), re.S)
     script = script.replace(".venv/bin/webhooks", str(Path(sys.executable).parent / "webhooks"))

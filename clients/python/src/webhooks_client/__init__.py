@@ -27,7 +27,7 @@ from webhooks.v1.event_pb2 import (
     UpdateResult,
 )
 from webhooks.v1.event_service_pb2 import PublishEventRequest, PublishEventResponse
-from webhooks.v1.webhook_pb2 import Webhook, WebhookFilter, WebhookFormat, WebhookGroup
+from webhooks.v1.webhook_pb2 import Ordering, Webhook, WebhookFilter, WebhookFormat, WebhookGroup
 from webhooks.v1.webhook_service_pb2 import (
     CreateWebhookRequest,
     DeleteWebhookRequest,
@@ -75,6 +75,7 @@ __all__ = [
     "ListWebhookDeliveriesResponse",
     "ListWebhooksRequest",
     "ListWebhooksResponse",
+    "Ordering",
     "PingWebhookRequest",
     "PublishEventRequest",
     "PublishEventResponse",
