@@ -291,6 +291,26 @@ def active_for_stack(stack: Parent) -> list[tuple[int, Webhook]]:
     return [(row_id, webhook) for row_id, webhook in readable if webhook.active]
 
 
+def of_organization(stack: Parent, other_stacks: int) -> tuple[list[Webhook], bool]:
+    """Every webhook of the stack's organization and of the stack itself, active or not, and up to
+    `other_stacks` webhooks of the organization's other stacks (by project, stack and ID); True when
+    those left some out."""
+    with transaction():
+        in_scope = list(WebhookRow.select().where(_parent_where(Parent(stack.organization)) | _parent_where(stack)))
+        others = list(
+            WebhookRow.select()
+            .where(
+                (WebhookRow.organization == stack.organization)
+                & (WebhookRow.stack != "")
+                & ~((WebhookRow.project == stack.project) & (WebhookRow.stack == stack.stack))
+            )
+            .order_by(WebhookRow.project, WebhookRow.stack, WebhookRow.webhook_id)
+            .limit(other_stacks + 1)
+        )
+    rows = [*in_scope, *others[:other_stacks]]
+    return [to_webhook(row) for row in rows], len(others) > other_stacks
+
+
 def erase_expired_secrets() -> int:
     """Overwrites the previous secrets whose overlap has ended, then has the engine drop the old row
     versions, so no copy stays on disk; returns how many it erased. Until then they are read as none."""
