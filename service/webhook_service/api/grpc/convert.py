@@ -131,6 +131,11 @@ def webhook_to_proto(webhook: Webhook) -> webhook_pb2.Webhook:
         update_time=timestamp(webhook.update_time),
         previous_secret_expire_time=timestamp(webhook.previous_secret_expire_time),
         etag=webhook.etag,
+        last_success_time=timestamp(webhook.health.last_success_time),
+        failing_since=timestamp(webhook.health.failing_since),
+        pending_deliveries=webhook.health.pending_deliveries,
+        succeeded_attempts_24h=webhook.health.succeeded_attempts_24h,
+        failed_attempts_24h=webhook.health.failed_attempts_24h,
     )
 
 
