@@ -17,7 +17,7 @@ from tests.helpers import WS, make_webhook, publish, rpc_error, wait_for_deliver
 from tests.support.receiver import Receiver
 from tests.support.running import RunningServer
 from tests.support.tokens import create_token, tokens_command
-from webhooks.v1 import webhook_pb2, webhook_service_pb2_grpc
+from webhooks.v1 import event_service_pb2, webhook_pb2, webhook_service_pb2_grpc
 from webhooks_client import Client
 
 OWN, FOREIGN = "own-org", "foreign-org"
@@ -101,6 +101,11 @@ def _publish(client: Client, admin: Client, receiver: Receiver, org: str) -> Any
     return publish(client, seed.update_event(stack=f"organizations/{org}/projects/p/stacks/s"))
 
 
+def _test_match(client: Client, admin: Client, receiver: Receiver, org: str) -> Any:
+    event = seed.update_event(stack=f"organizations/{org}/projects/p/stacks/s")
+    return client.events.TestEventMatch(event_service_pb2.TestEventMatchRequest(event=event))
+
+
 CALLS: dict[str, Call] = {
     "CreateWebhook": _create,
     "GetWebhook": _get,
@@ -114,11 +119,12 @@ CALLS: dict[str, Call] = {
     "RotateWebhookSecret": _rotate,
     "RecoverWebhookDeliveries": _recover,
     "PublishEvent": _publish,
+    "TestEventMatch": _test_match,
 }
 ALLOWED = {
     "admin": set(CALLS),
     "publisher": {"PublishEvent"},
-    "reader": {"GetWebhook", "ListWebhooks", "GetWebhookDelivery", "ListWebhookDeliveries"},
+    "reader": {"GetWebhook", "ListWebhooks", "GetWebhookDelivery", "ListWebhookDeliveries", "TestEventMatch"},
 }
 
 

@@ -79,7 +79,7 @@ class Target:
 
     def call(self, method: str, payload: bytes) -> grpc.StatusCode:
         """Sends raw bytes, so malformed messages reach the server as they are."""
-        service = "EventService" if method == "PublishEvent" else "WebhookService"
+        service = "EventService" if method in EVENT_METHODS else "WebhookService"
         send = self.channel.unary_unary(f"/webhooks.v1.{service}/{method}")
         try:
             send(payload, metadata=self.metadata, timeout=10)
@@ -174,7 +174,11 @@ REQUESTS: dict[str, type[Message]] = {
     method.name: getattr(webhook_service_pb2, method.input_type.name)
     for method in webhook_service_pb2.DESCRIPTOR.services_by_name["WebhookService"].methods
 }
-REQUESTS["PublishEvent"] = event_service_pb2.PublishEventRequest
+EVENT_METHODS = {
+    method.name: getattr(event_service_pb2, method.input_type.name)
+    for method in event_service_pb2.DESCRIPTOR.services_by_name["EventService"].methods
+}
+REQUESTS.update(EVENT_METHODS)
 
 FUZZ = settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
 

@@ -20,6 +20,9 @@ def test_walk_through_runs_as_written(server: RunningServer) -> None:
         done = run_script(script, grpc_replacements(server, receiver_address))
         assert done.returncode == 0, done.stdout + done.stderr
         assert '"display_name": "Everything"' in done.stdout
+        # The dry run: all-events would get the update, prod-failures's filters leave it out.
+        assert '"matched": true' in done.stdout
+        assert '"reason": "MISMATCH_REASON_FILTER"' in done.stdout
         assert '"status": "SERVING"' in done.stdout
         assert '"state": "WEBHOOK_DELIVERY_STATE_SUCCEEDED"' in done.stdout
         deadline = time.monotonic() + 5

@@ -154,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--role",
         required=True,
         choices=[role.value for role in Role],
-        help="admin may call everything; publisher only PublishEvent; reader the Get and List calls",
+        help="admin may call everything; publisher only PublishEvent; reader the Get and List calls and TestEventMatch",
     )
     create.add_argument(
         "--organization", action="append", default=[], help="an organization it may touch (repeatable); * for all"

@@ -24,9 +24,9 @@ class RequestKey:
 
 
 # Set by rotations and the store, never by a create: left out of a create's canonical form, which then reads
-# as it did before rotations and etags existed, so a request_id remembered by an earlier release still
-# matches its repeat.
-_NOT_ASKED_FOR = frozenset({"previous_secret", "previous_secret_expire_time", "etag"})
+# as it did before rotations, etags and health existed, so a request_id remembered by an earlier release
+# still matches its repeat.
+_NOT_ASKED_FOR = frozenset({"previous_secret", "previous_secret_expire_time", "etag", "health"})
 
 
 def canonical(value: Any, leave_out: frozenset[str] = frozenset()) -> bytes:

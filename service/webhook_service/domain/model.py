@@ -59,6 +59,19 @@ class WebhookFields:
 
 
 @dataclass(frozen=True)
+class WebhookHealth:
+    """How a webhook's queued deliveries fare, as the store keeps track; pings and redeliveries, which an
+    operator asks for and watches, are not counted."""
+
+    last_success_time: datetime | None = None
+    # When attempts began failing without a success since; None while the last one succeeded.
+    failing_since: datetime | None = None
+    pending_deliveries: int = 0
+    succeeded_attempts_24h: int = 0
+    failed_attempts_24h: int = 0
+
+
+@dataclass(frozen=True)
 class Webhook:
     """A registered webhook as the service keeps it; `secret` never leaves the service."""
 
@@ -79,6 +92,8 @@ class Webhook:
     previous_secret_expire_time: datetime | None = None
     # Changes with every change a caller can see (AIP-154); set by the store.
     etag: str = ""
+    # Read with the webhook where a caller gets to see it; it changes without changing the etag.
+    health: WebhookHealth = WebhookHealth()
 
     @property
     def name(self) -> str:

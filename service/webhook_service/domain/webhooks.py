@@ -30,6 +30,11 @@ OUTPUT_ONLY_FIELDS = (
     "create_time",
     "update_time",
     "previous_secret_expire_time",
+    "last_success_time",
+    "failing_since",
+    "pending_deliveries",
+    "succeeded_attempts_24h",
+    "failed_attempts_24h",
 )
 # What changes with the secret: the one a rotation replaced and how long it stays.
 SECRET_FIELDS = ("secret", "previous_secret", "previous_secret_expire_time")

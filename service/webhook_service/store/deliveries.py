@@ -16,7 +16,7 @@ from webhook_service.domain.model import Attempt, Delivery, DeliveryState
 from webhook_service.domain.names import DeliveryName, Parent, WebhookName
 from webhook_service.domain.responses import cap_headers, printable
 from webhook_service.domain.scheduling import Candidates, Capacity, share
-from webhook_service.store import idempotency, notify, secrets, statements
+from webhook_service.store import health, idempotency, notify, secrets, statements
 from webhook_service.store import webhooks as webhook_rows
 from webhook_service.store.batches import BATCH_ROWS, delete_in_batches
 from webhook_service.store.database import transaction
@@ -253,20 +253,14 @@ def record(
         return []
     with transaction():
         moment = now()
+        health.lock(o.claim.webhook_row for o in outcomes if o.queued)
         kept = _close_attempts(outcomes)
         if kept:
             _insert_attempts(kept)
         queued = [o for o in kept if o.queued]
-        succeeded = {o.claim.webhook_row for o in queued if o.succeeded}
-        failed = {o.claim.webhook_row for o in queued if not o.succeeded} - succeeded
-        if succeeded:
-            WebhookRow.update(failing_since=None).where(
-                WebhookRow.id.in_(succeeded) & WebhookRow.failing_since.is_null(False)
-            ).execute()
-        if failed:
-            WebhookRow.update(failing_since=moment).where(
-                WebhookRow.id.in_(failed) & WebhookRow.failing_since.is_null()
-            ).execute()
+        if queued:
+            health.record((o.claim.webhook_row, _ended(o.attempt), o.succeeded) for o in queued)
+        failed = {o.claim.webhook_row for o in queued if not o.succeeded}
         disabled = []
         for outcome in queued:
             if outcome.disable_reason:
@@ -276,6 +270,10 @@ def record(
                 WebhookRow.id.in_(failed) & (WebhookRow.failing_since <= moment - disable_after), failing_reason
             )
         return disabled
+
+
+def _ended(attempt: Attempt) -> float:
+    return attempt.start_time.timestamp() + attempt.duration
 
 
 def _close_attempts(outcomes: list[Outcome]) -> list[Outcome]:
@@ -659,9 +657,12 @@ def backlog() -> tuple[int, float | None]:
 
 
 def prune(before: float, idempotency_before: float) -> int:
-    """Deletes events and deliveries created before `before`, a batch per transaction; returns how many
-    deliveries went. Deliveries go first, so deleting their events cascades to almost nothing."""
+    """Deletes events and deliveries created before `before`, a batch per transaction, and the hourly
+    attempt counts the 24-hour window has left behind; returns how many deliveries went. Deliveries go
+    first, so deleting their events cascades to almost nothing."""
     gone = delete_in_batches(DeliveryRow, DeliveryRow.create_time < before)
     delete_in_batches(EventRow, EventRow.create_time < before)
     idempotency.forget_before(idempotency_before)
+    with transaction():
+        health.prune()
     return gone

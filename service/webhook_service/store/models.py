@@ -11,6 +11,7 @@ from peewee import (
     BlobField,
     BooleanField,
     CharField,
+    CompositeKey,
     Database,
     DatabaseProxy,
     DoubleField,
@@ -86,12 +87,30 @@ class WebhookRow(BaseModel):
     # The secret a rotation replaced, sealed like `secret`, and when it stops signing and is erased.
     previous_secret = TextField(default="")
     previous_secret_expire_time = DoubleField(null=True)
-    # Counts the changes callers can see, for the etag; failing_since alone does not count.
+    # Counts the changes callers can see, for the etag; failing_since and last_success_time do not count.
     revision = IntegerField(default=1)
+    # When a queued delivery last succeeded.
+    last_success_time = DoubleField(null=True)
 
     class Meta:
         table_name = "webhook"
         indexes = ((("organization", "project", "stack", "webhook_id"), True),)
+
+
+class HourlyAttemptsRow(BaseModel):
+    """A webhook's queued attempts that ended in one clock hour (hours since the epoch): the latest 24 make
+    its 24-hour counts, and older ones are pruned."""
+
+    webhook_id: int
+
+    webhook = ForeignKeyField(WebhookRow, on_delete="CASCADE")
+    hour = IntegerField()
+    succeeded = IntegerField(default=0)
+    failed = IntegerField(default=0)
+
+    class Meta:
+        table_name = "webhook_hourly_attempts"
+        primary_key = CompositeKey("webhook", "hour")
 
 
 class EventRow(BaseModel):

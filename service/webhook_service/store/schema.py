@@ -134,6 +134,19 @@ def _webhook_revision(db: peewee.Database) -> None:
     db.execute_sql('ALTER TABLE "webhook" ADD COLUMN "revision" INTEGER NOT NULL DEFAULT 1')  # type: ignore[no-untyped-call]
 
 
+def _webhook_health(db: peewee.Database) -> None:
+    """Webhooks keep when a queued delivery last succeeded, and count their queued attempts by the hour.
+    Both start empty: the attempts made before are not counted."""
+    for statement in (
+        'ALTER TABLE "webhook" ADD COLUMN "last_success_time" DOUBLE PRECISION',
+        'CREATE TABLE "webhook_hourly_attempts" ('
+        ' "webhook_id" INTEGER NOT NULL REFERENCES "webhook" ("id") ON DELETE CASCADE,'
+        ' "hour" INTEGER NOT NULL, "succeeded" INTEGER NOT NULL DEFAULT 0, "failed" INTEGER NOT NULL DEFAULT 0,'
+        ' PRIMARY KEY ("webhook_id", "hour"))',
+    ):
+        db.execute_sql(statement)  # type: ignore[no-untyped-call]
+
+
 # Append only: a released migration never changes, so every database reaches the same schema. A change to
 # an existing table is a new migration (playhouse.migrate's add_column and friends, or SQL both engines
 # read), and the migration that created the table keeps a frozen copy of the model as it was then.
@@ -146,6 +159,7 @@ MIGRATIONS: tuple[Callable[[peewee.Database], None], ...] = (
     _previous_secrets,
     _recovered_schedules,
     _webhook_revision,
+    _webhook_health,
 )
 LATEST = len(MIGRATIONS)
 

@@ -12,6 +12,7 @@ from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from webhook_service.domain.errors import InvalidArgument, Reason, Violations
+from webhook_service.domain.filters import Match
 from webhook_service.domain.model import (
     Attempt,
     Delivery,
@@ -28,7 +29,7 @@ from webhook_service.domain.model import (
 )
 from webhook_service.domain.names import parse_stack
 from webhook_service.domain.webhooks import UPDATABLE_FIELDS
-from webhooks.v1 import delivery_pb2, event_pb2, webhook_pb2
+from webhooks.v1 import delivery_pb2, event_pb2, event_service_pb2, webhook_pb2
 
 E = TypeVar("E", bound=enum.StrEnum)
 
@@ -130,6 +131,27 @@ def webhook_to_proto(webhook: Webhook) -> webhook_pb2.Webhook:
         update_time=timestamp(webhook.update_time),
         previous_secret_expire_time=timestamp(webhook.previous_secret_expire_time),
         etag=webhook.etag,
+        last_success_time=timestamp(webhook.health.last_success_time),
+        failing_since=timestamp(webhook.health.failing_since),
+        pending_deliveries=webhook.health.pending_deliveries,
+        succeeded_attempts_24h=webhook.health.succeeded_attempts_24h,
+        failed_attempts_24h=webhook.health.failed_attempts_24h,
+    )
+
+
+_MISMATCH = event_service_pb2.DESCRIPTOR.enum_types_by_name["MismatchReason"]
+
+
+def match_to_proto(webhook: Webhook, found: Match) -> event_service_pb2.WebhookMatch:
+    return event_service_pb2.WebhookMatch(
+        webhook=webhook.name,
+        matched=found.matched,
+        reason=(
+            event_service_pb2.MISMATCH_REASON_UNSPECIFIED
+            if found.mismatch is None
+            else enum_to_proto(_MISMATCH, "MISMATCH_REASON_", found.mismatch)
+        ),
+        detail=found.detail,
     )
 
 
