@@ -21,7 +21,9 @@ class Role(enum.StrEnum):
 
 
 # The operations each role may call, named as the gRPC methods are; admin may call every operation.
-_READS = frozenset({"GetWebhook", "ListWebhooks", "GetWebhookDelivery", "ListWebhookDeliveries"})
+_READS = frozenset(
+    {"GetWebhook", "ListWebhooks", "GetWebhookDelivery", "ListWebhookDeliveries", "WatchWebhookDeliveries"}
+)
 ROLE_METHODS: dict[Role, frozenset[str] | None] = {
     Role.ADMIN: None,
     Role.PUBLISHER: frozenset({"PublishEvent"}),

@@ -256,6 +256,7 @@ def record(
         kept = _close_attempts(outcomes)
         if kept:
             _insert_attempts(kept)
+            notify.announce_attempts([(o.claim.row_id, o.claim.attempt_count + 1) for o in kept])
         queued = [o for o in kept if o.queued]
         succeeded = {o.claim.webhook_row for o in queued if o.succeeded}
         failed = {o.claim.webhook_row for o in queued if not o.succeeded} - succeeded
@@ -321,6 +322,7 @@ _ATTEMPT_COLUMNS = (
     "response_body",
     "duration",
     "error",
+    "state",
 )
 
 
@@ -365,6 +367,7 @@ def _attempt_values(outcome: Outcome) -> tuple[object, ...]:
         attempt.response_body,
         attempt.duration,
         attempt.error,
+        outcome.state.value,
     )
 
 
