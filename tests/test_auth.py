@@ -86,6 +86,18 @@ def _redeliver(client: Client, admin: Client, receiver: Receiver, org: str) -> A
     return client.webhooks.RedeliverWebhookDelivery(WS.RedeliverWebhookDeliveryRequest(name=name))
 
 
+def _watch(client: Client, admin: Client, receiver: Receiver, org: str) -> Any:
+    """The first attempt a watch sees: a ping made once it is in place (or, refused, its error)."""
+    hook = fixture_hook(admin, receiver, org)[0]
+    call = client.watch_webhook_deliveries(hook, timeout=30)
+    call.initial_metadata()
+    admin.webhooks.PingWebhook(WS.PingWebhookRequest(name=hook))
+    try:
+        return next(call)
+    finally:
+        call.cancel()
+
+
 def _rotate(client: Client, admin: Client, receiver: Receiver, org: str) -> Any:
     name = fixture_hook(admin, receiver, org)[0]
     return client.webhooks.RotateWebhookSecret(WS.RotateWebhookSecretRequest(name=name, secret="rotated"))
@@ -118,13 +130,21 @@ CALLS: dict[str, Call] = {
     "RedeliverWebhookDelivery": _redeliver,
     "RotateWebhookSecret": _rotate,
     "RecoverWebhookDeliveries": _recover,
+    "WatchWebhookDeliveries": _watch,
     "PublishEvent": _publish,
     "TestEventMatch": _test_match,
 }
 ALLOWED = {
     "admin": set(CALLS),
     "publisher": {"PublishEvent"},
-    "reader": {"GetWebhook", "ListWebhooks", "GetWebhookDelivery", "ListWebhookDeliveries", "TestEventMatch"},
+    "reader": {
+        "GetWebhook",
+        "ListWebhooks",
+        "GetWebhookDelivery",
+        "ListWebhookDeliveries",
+        "WatchWebhookDeliveries",
+        "TestEventMatch",
+    },
 }
 
 

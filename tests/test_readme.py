@@ -6,11 +6,14 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
+from tests.helpers import WS, make_webhook
 from tests.support.postgres import PostgresCluster
 from tests.support.readme import README, free_port, grpc_replacements, run_script, section, walk_through_receiver
+from tests.support.receiver import Receiver
 from tests.support.running import RunningServer
 
 
@@ -76,6 +79,44 @@ def test_operator_commands_run_as_written(server: RunningServer) -> None:
         assert "POST /cli kind=ping" in receiver.log
         assert receiver.log.count("signature=valid") >= 4
         assert "INVALID" not in receiver.log
+
+
+def test_watching_runs_as_written(server: RunningServer, receiver: Receiver, org: str) -> None:
+    """Each watch of the section for 4 s (grpcurl's -max-time, which ends it with DEADLINE_EXCEEDED, exit code
+    68), while pings are made: an organization webhook's, which succeed, and a stack webhook's, which fail."""
+    [script] = re.findall(r"```sh\n(.*?)```", section("Watching deliveries"), re.S)
+    script = (
+        script.replace("organizations/acme", f"organizations/{org}")
+        .replace("grpcurl -plaintext", "grpcurl -max-time 4 -plaintext")
+        .replace("/WatchWebhookDeliveries\n", "/WatchWebhookDeliveries || [ $? -eq 68 ]\n")
+        .replace("# Only one stack's", "echo SECOND\n# Only one stack's")
+    )
+    stack = f"organizations/{org}/projects/website/stacks/prod"
+    with server.client() as client:
+        good = make_webhook(client, f"organizations/{org}", receiver.url(f"/{org}/watched"))
+        bad = make_webhook(client, stack, "http://127.0.0.1:9/closed")
+        done = threading.Event()
+
+        def ping() -> None:
+            while not done.wait(0.2):
+                for hook in (good, bad):
+                    client.webhooks.PingWebhook(WS.PingWebhookRequest(name=hook.name))
+
+        pinging = threading.Thread(target=ping)
+        pinging.start()
+        try:
+            ran = run_script(script, grpc_replacements(server, ""))
+        finally:
+            done.set()
+            pinging.join()
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert ran.stderr.count("DeadlineExceeded") == 2, ran.stderr
+    first, second = ran.stdout.split("SECOND\n")
+    assert '"kind": "ping"' in first
+    assert '"state": "WEBHOOK_DELIVERY_STATE_SUCCEEDED"' in first and f'"delivery": "{good.name}/' in first
+    assert f'"delivery": "{bad.name}/' in first
+    assert second.count('"state": "WEBHOOK_DELIVERY_STATE_FAILED"') == second.count('"delivery"') > 0
+    assert second.count(f'"delivery": "{bad.name}/') == second.count('"delivery"')
 
 
 def test_token_commands_run_as_written(tmp_path: Path) -> None:

@@ -295,7 +295,7 @@ class Dispatcher:
 
     def _on_readable(self, listener: notify.Listener, lost: asyncio.Event) -> None:
         try:
-            if listener.heard():
+            if listener.take():
                 self._wake.set()
         except Exception:
             lost.set()

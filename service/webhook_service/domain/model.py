@@ -6,7 +6,7 @@ import enum
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from webhook_service.domain.names import Parent
+from webhook_service.domain.names import DeliveryName, Parent
 
 
 class WebhookFormat(enum.StrEnum):
@@ -186,3 +186,17 @@ class Delivery:
     @property
     def name(self) -> str:
         return f"{self.webhook}/deliveries/{self.delivery_id}"
+
+
+@dataclass(frozen=True)
+class FinishedAttempt:
+    """An attempt as watchers are told of it, once recorded: `state` is what it left its delivery in."""
+
+    delivery: DeliveryName
+    kind: str
+    number: int
+    response_code: int
+    duration: float
+    state: DeliveryState
+    error: str
+    finish_time: datetime

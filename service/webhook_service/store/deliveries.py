@@ -257,6 +257,7 @@ def record(
         kept = _close_attempts(outcomes)
         if kept:
             _insert_attempts(kept)
+            notify.announce_attempts([(o.claim.row_id, o.claim.attempt_count + 1) for o in kept])
         queued = [o for o in kept if o.queued]
         if queued:
             health.record((o.claim.webhook_row, _ended(o.attempt), o.succeeded) for o in queued)
@@ -319,6 +320,7 @@ _ATTEMPT_COLUMNS = (
     "response_body",
     "duration",
     "error",
+    "state",
 )
 
 
@@ -363,6 +365,7 @@ def _attempt_values(outcome: Outcome) -> tuple[object, ...]:
         attempt.response_body,
         attempt.duration,
         attempt.error,
+        outcome.state.value,
     )
 
 

@@ -167,6 +167,9 @@ class AttemptRow(BaseModel):
     response_body = TextField(default="")
     duration = DoubleField(default=0.0)
     error = TextField(default="")
+    # The delivery's state once this attempt was recorded, as watchers are told it; empty on attempts recorded
+    # before it was kept.
+    state = CharField(max_length=16, default="")
 
     class Meta:
         table_name = "delivery_attempt"

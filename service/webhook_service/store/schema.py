@@ -7,7 +7,6 @@ from collections.abc import Callable
 import peewee
 
 from webhook_service.store.models import (
-    AttemptRow,
     BaseModel,
     EventRow,
     SchemaVersionRow,
@@ -75,8 +74,27 @@ class _IdempotencyRowV1(BaseModel):
         indexes = ((("scope", "request_id"), True),)
 
 
+class _AttemptRowV1(BaseModel):
+    """delivery_attempt as the first release made it; _attempt_states adds to it."""
+
+    id = peewee.AutoField()
+    delivery = peewee.ForeignKeyField(_DeliveryRowV1, on_delete="CASCADE", index=True)
+    attempt_number = peewee.IntegerField()
+    start_time = peewee.DoubleField()
+    request_url = peewee.TextField()
+    request_headers = peewee.TextField()
+    response_code = peewee.IntegerField(default=0)
+    response_headers = peewee.TextField(default="{}")
+    response_body = peewee.TextField(default="")
+    duration = peewee.DoubleField(default=0.0)
+    error = peewee.TextField(default="")
+
+    class Meta:
+        table_name = "delivery_attempt"
+
+
 def _initial(db: peewee.Database) -> None:
-    db.create_tables([_WebhookRowV1, EventRow, _DeliveryRowV1, AttemptRow, _IdempotencyRowV1])
+    db.create_tables([_WebhookRowV1, EventRow, _DeliveryRowV1, _AttemptRowV1, _IdempotencyRowV1])
 
 
 def _api_tokens(db: peewee.Database) -> None:
@@ -147,6 +165,13 @@ def _webhook_health(db: peewee.Database) -> None:
         db.execute_sql(statement)  # type: ignore[no-untyped-call]
 
 
+def _attempt_states(db: peewee.Database) -> None:
+    """Each attempt keeps the state it left its delivery in, which watchers are told; earlier attempts have none."""
+    db.execute_sql(  # type: ignore[no-untyped-call]
+        """ALTER TABLE "delivery_attempt" ADD COLUMN "state" VARCHAR(16) NOT NULL DEFAULT ''"""
+    )
+
+
 # Append only: a released migration never changes, so every database reaches the same schema. A change to
 # an existing table is a new migration (playhouse.migrate's add_column and friends, or SQL both engines
 # read), and the migration that created the table keeps a frozen copy of the model as it was then.
@@ -160,6 +185,7 @@ MIGRATIONS: tuple[Callable[[peewee.Database], None], ...] = (
     _recovered_schedules,
     _webhook_revision,
     _webhook_health,
+    _attempt_states,
 )
 LATEST = len(MIGRATIONS)
 

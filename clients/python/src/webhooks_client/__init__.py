@@ -44,6 +44,8 @@ from webhooks.v1.webhook_service_pb2 import (
     RotateWebhookSecretRequest,
     RotateWebhookSecretResponse,
     UpdateWebhookRequest,
+    WatchWebhookDeliveriesRequest,
+    WatchWebhookDeliveriesResponse,
 )
 from webhooks_client.client import DEFAULT_ATTEMPTS, DEFAULT_TIMEOUT, AsyncClient, Client, service_config
 from webhooks_client.errors import (
@@ -90,6 +92,8 @@ __all__ = [
     "UpdateKind",
     "UpdateResult",
     "UpdateWebhookRequest",
+    "WatchWebhookDeliveriesRequest",
+    "WatchWebhookDeliveriesResponse",
     "Webhook",
     "WebhookDelivery",
     "WebhookDeliveryAttempt",

@@ -16,8 +16,10 @@ from webhook_service.domain.filters import Match
 from webhook_service.domain.model import (
     Attempt,
     Delivery,
+    DeliveryState,
     DeploymentChange,
     Event,
+    FinishedAttempt,
     Identity,
     StackChange,
     UpdateChange,
@@ -29,7 +31,7 @@ from webhook_service.domain.model import (
 )
 from webhook_service.domain.names import parse_stack
 from webhook_service.domain.webhooks import UPDATABLE_FIELDS
-from webhooks.v1 import delivery_pb2, event_pb2, event_service_pb2, webhook_pb2
+from webhooks.v1 import delivery_pb2, event_pb2, event_service_pb2, webhook_pb2, webhook_service_pb2
 
 E = TypeVar("E", bound=enum.StrEnum)
 
@@ -323,3 +325,23 @@ def delivery_to_proto(delivery: Delivery, full: bool) -> delivery_pb2.WebhookDel
         message.payload = delivery.payload.decode("utf-8", errors="replace")
         message.attempts.extend(attempt_to_proto(attempt) for attempt in delivery.attempts)
     return message
+
+
+def delivery_states(numbers: Iterable[int], field: str, found: Violations) -> tuple[DeliveryState, ...]:
+    """The states of a repeated WebhookDeliveryState field; UNSPECIFIED and unknown numbers are violations."""
+    return _enums_from_proto(_DELIVERY_STATE, "WEBHOOK_DELIVERY_STATE_", DeliveryState, numbers, field, found)
+
+
+def finished_to_proto(attempt: FinishedAttempt, dropped: int) -> webhook_service_pb2.WatchWebhookDeliveriesResponse:
+    """An attempt as a watcher gets it; `dropped`, the attempts the watcher missed just before it."""
+    return webhook_service_pb2.WatchWebhookDeliveriesResponse(
+        delivery=str(attempt.delivery),
+        kind=attempt.kind,
+        attempt_number=attempt.number,
+        response_code=attempt.response_code,
+        duration=_duration(attempt.duration),
+        state=enum_to_proto(_DELIVERY_STATE, "WEBHOOK_DELIVERY_STATE_", attempt.state),
+        error=attempt.error,
+        finish_time=timestamp(attempt.finish_time),
+        dropped_count=dropped,
+    )
