@@ -134,6 +134,27 @@ def _webhook_revision(db: peewee.Database) -> None:
     db.execute_sql('ALTER TABLE "webhook" ADD COLUMN "revision" INTEGER NOT NULL DEFAULT 1')  # type: ignore[no-untyped-call]
 
 
+def _ordered_deliveries(db: peewee.Database) -> None:
+    """A webhook may keep its deliveries in order per stack. Each of its deliveries then names its sequence:
+    its stack, or itself when it has none (a ping); other webhooks' deliveries name none. A claim finds each
+    sequence's oldest pending delivery through an index of the pending deliveries that name one, which
+    other webhooks' deliveries stay out of, and holds the sequence in `sequence_lease` while it is out."""
+    for statement in (
+        """ALTER TABLE "webhook" ADD COLUMN "ordering" VARCHAR(16) NOT NULL DEFAULT 'unordered'""",
+        """ALTER TABLE "delivery" ADD COLUMN "sequence" VARCHAR(201) NOT NULL DEFAULT ''""",
+        'CREATE INDEX "delivery_pending_by_sequence" ON "delivery" ("webhook_id", "sequence", "id")'
+        """ WHERE "state" = 'pending' AND "sequence" <> ''""",
+        """CREATE TABLE "sequence_lease" (
+            "webhook_id" INTEGER NOT NULL REFERENCES "webhook" ("id") ON DELETE CASCADE,
+            "sequence" VARCHAR(201) NOT NULL,
+            "delivery" INTEGER NOT NULL,
+            "lease_owner" VARCHAR(64) NOT NULL,
+            "lease_expires" DOUBLE PRECISION NOT NULL,
+            PRIMARY KEY ("webhook_id", "sequence"))""",
+    ):
+        db.execute_sql(statement)  # type: ignore[no-untyped-call]
+
+
 # Append only: a released migration never changes, so every database reaches the same schema. A change to
 # an existing table is a new migration (playhouse.migrate's add_column and friends, or SQL both engines
 # read), and the migration that created the table keeps a frozen copy of the model as it was then.
@@ -146,6 +167,7 @@ MIGRATIONS: tuple[Callable[[peewee.Database], None], ...] = (
     _previous_secrets,
     _recovered_schedules,
     _webhook_revision,
+    _ordered_deliveries,
 )
 LATEST = len(MIGRATIONS)
 
