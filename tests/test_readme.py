@@ -119,6 +119,16 @@ def test_watching_runs_as_written(server: RunningServer, receiver: Receiver, org
     assert second.count(f'"delivery": "{bad.name}/') == second.count('"delivery"')
 
 
+def test_ordering_example_runs_as_written(server: RunningServer) -> None:
+    [script] = re.findall(r"```sh\n(.*?)```", section("Delivery guarantees"), re.S)
+    with walk_through_receiver() as (_, receiver_address):
+        done = run_script(script, grpc_replacements(server, receiver_address))
+    assert done.returncode == 0, done.stdout + done.stderr
+    # Set by the create; the update's answer leaves the default out.
+    assert done.stdout.count('"ordering": "ORDERING_PER_STACK"') == 1, done.stdout
+    assert done.stdout.count('"name": "organizations/acme/webhooks/in-order"') == 2, done.stdout
+
+
 def test_token_commands_run_as_written(tmp_path: Path) -> None:
     [script] = re.findall(r"```sh\n(.*?)```", section("Security"), re.S)
     script = script.replace(".venv/bin/webhooks", str(Path(sys.executable).parent / "webhooks"))

@@ -258,6 +258,9 @@ class Dispatcher:
             return
         finally:
             self._unrecorded.difference_update(outcome.claim.row_id for outcome in batch)
+        if any(outcome.claim.sequence for outcome in batch):
+            # Each may have freed the next delivery of its stack: look now rather than at the next poll.
+            self._wake.set()
         # A webhook that answered 410 is deactivated as gone even when it was failing long enough too.
         gone = {outcome.claim.webhook_name for outcome in batch if outcome.disable_reason}
         for name in disabled:

@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from webhook_service.domain.model import Event, Webhook
+from webhook_service.domain.model import Event, Webhook, WebhookOrdering
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,9 @@ def create_key(request_id: str, webhook: Webhook, requested_id: str) -> RequestK
     if not request_id:
         return None
     asked = dataclasses.replace(webhook, webhook_id=requested_id)
-    return RequestKey(webhook.parent.organization, request_id, canonical(asked, _NOT_ASKED_FOR))
+    # Unordered, a create reads as it did before ordering existed, for the same reason.
+    leave_out = _NOT_ASKED_FOR | ({"ordering"} if webhook.ordering is WebhookOrdering.UNORDERED else set())
+    return RequestKey(webhook.parent.organization, request_id, canonical(asked, leave_out))
 
 
 def publish_key(request_id: str, event: Event) -> RequestKey | None:

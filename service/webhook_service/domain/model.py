@@ -39,6 +39,15 @@ class WebhookGroup(enum.StrEnum):
     DEPLOYMENTS = "deployments"
 
 
+class WebhookOrdering(enum.StrEnum):
+    """In which order a webhook's deliveries go out."""
+
+    # Each as soon as it can, beside the others.
+    UNORDERED = "unordered"
+    # A stack's deliveries one at a time, in the order their events were published.
+    PER_STACK = "per_stack"
+
+
 class DeliveryState(enum.StrEnum):
     PENDING = "pending"
     SUCCEEDED = "succeeded"
@@ -56,6 +65,7 @@ class WebhookFields:
     format: WebhookFormat = WebhookFormat.RAW
     filters: tuple[WebhookFilter, ...] = ()
     groups: tuple[WebhookGroup, ...] = ()
+    ordering: WebhookOrdering = WebhookOrdering.UNORDERED
 
 
 @dataclass(frozen=True)
@@ -92,6 +102,7 @@ class Webhook:
     previous_secret_expire_time: datetime | None = None
     # Changes with every change a caller can see (AIP-154); set by the store.
     etag: str = ""
+    ordering: WebhookOrdering = WebhookOrdering.UNORDERED
     # Read with the webhook where a caller gets to see it; it changes without changing the etag.
     health: WebhookHealth = WebhookHealth()
 

@@ -22,7 +22,7 @@ MAX_PAYLOAD_URL = 2048
 MAX_SECRET = 512
 MAX_ECHOED = 64
 
-UPDATABLE_FIELDS = ("display_name", "payload_url", "secret", "active", "format", "filters", "groups")
+UPDATABLE_FIELDS = ("display_name", "payload_url", "secret", "active", "format", "filters", "groups", "ordering")
 OUTPUT_ONLY_FIELDS = (
     "name",
     "has_secret",

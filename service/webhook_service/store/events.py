@@ -10,8 +10,8 @@ from dataclasses import dataclass
 import peewee
 
 from webhook_service.domain.idempotency import RequestKey
-from webhook_service.domain.model import DeliveryState, Event, Webhook
-from webhook_service.store import idempotency, notify, statements, webhooks
+from webhook_service.domain.model import DeliveryState, Event, Webhook, WebhookOrdering
+from webhook_service.store import idempotency, notify, sequences, statements, webhooks
 from webhook_service.store.database import transaction
 from webhook_service.store.times import now
 
@@ -26,7 +26,7 @@ _INSERT_EVENT = (
 )
 _INSERT_DELIVERY = (
     'INSERT INTO "delivery" ("delivery_id", "webhook_id", "event_id", "kind", "payload", "state",'
-    ' "attempt_count", "next_attempt_time", "create_time") VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?)'
+    ' "attempt_count", "next_attempt_time", "create_time", "sequence") VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?, ?)'
 )
 
 
@@ -88,11 +88,22 @@ def _publish(
         ).fetchall()
         names = []
         rows = []
+        sequence = sequences.of_stack(event.project, event.stack)
         for webhook, payload in outgoing:
             delivery_id = new_id()
             names.append(f"{webhook.name}/deliveries/{delivery_id}")
             rows.append(
-                (delivery_id, row_ids[webhook.name], event_row, kind, payload, PENDING, moment + first_delay, moment)
+                (
+                    delivery_id,
+                    row_ids[webhook.name],
+                    event_row,
+                    kind,
+                    payload,
+                    PENDING,
+                    moment + first_delay,
+                    moment,
+                    sequence if webhook.ordering is WebhookOrdering.PER_STACK else "",
+                )
             )
         if rows:
             statements.execute_many(_INSERT_DELIVERY, rows)

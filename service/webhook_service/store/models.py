@@ -91,6 +91,8 @@ class WebhookRow(BaseModel):
     revision = IntegerField(default=1)
     # When a queued delivery last succeeded.
     last_success_time = DoubleField(null=True)
+    # WebhookOrdering's value, or store.sequences.NUMBERING until a claim numbers its queue.
+    ordering = CharField(max_length=16, default="unordered")
 
     class Meta:
         table_name = "webhook"
@@ -147,10 +149,32 @@ class DeliveryRow(BaseModel):
     # The attempts made before the retry schedule last began: a recovered delivery starts it afresh, while
     # its attempts keep their numbers.
     schedule_start = IntegerField(default=0)
+    # Deliveries of a webhook that keeps order go out one at a time per sequence: a stack's, `project/stack`,
+    # or one of its own (its delivery_id) for a delivery without a stack (a ping). Empty when the webhook did
+    # not keep order as the delivery was queued (store/sequences.py numbers those when it starts to).
+    sequence = CharField(max_length=201, default="")
 
     class Meta:
         table_name = "delivery"
         indexes = ((("state", "next_attempt_time"), False),)
+
+
+class SequenceLeaseRow(BaseModel):
+    """A sequence of an ordered webhook with a delivery out: the claim holds it with the delivery's own lease,
+    and no other delivery of the sequence is claimed until the attempt is recorded or the lease expires."""
+
+    webhook_id: int
+
+    webhook = ForeignKeyField(WebhookRow, on_delete="CASCADE")
+    sequence = CharField(max_length=201)
+    # The row ID of the delivery out.
+    delivery = IntegerField()
+    lease_owner = CharField(max_length=64)
+    lease_expires = DoubleField()
+
+    class Meta:
+        table_name = "sequence_lease"
+        primary_key = CompositeKey("webhook", "sequence")
 
 
 class AttemptRow(BaseModel):

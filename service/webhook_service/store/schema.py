@@ -165,6 +165,27 @@ def _webhook_health(db: peewee.Database) -> None:
         db.execute_sql(statement)  # type: ignore[no-untyped-call]
 
 
+def _ordered_deliveries(db: peewee.Database) -> None:
+    """A webhook may keep its deliveries in order per stack. Each of its deliveries then names its sequence:
+    its stack, or itself when it has none (a ping); other webhooks' deliveries name none. A claim finds each
+    sequence's oldest pending delivery through an index of the pending deliveries that name one, which
+    other webhooks' deliveries stay out of, and holds the sequence in `sequence_lease` while it is out."""
+    for statement in (
+        """ALTER TABLE "webhook" ADD COLUMN "ordering" VARCHAR(16) NOT NULL DEFAULT 'unordered'""",
+        """ALTER TABLE "delivery" ADD COLUMN "sequence" VARCHAR(201) NOT NULL DEFAULT ''""",
+        'CREATE INDEX "delivery_pending_by_sequence" ON "delivery" ("webhook_id", "sequence", "id")'
+        """ WHERE "state" = 'pending' AND "sequence" <> ''""",
+        """CREATE TABLE "sequence_lease" (
+            "webhook_id" INTEGER NOT NULL REFERENCES "webhook" ("id") ON DELETE CASCADE,
+            "sequence" VARCHAR(201) NOT NULL,
+            "delivery" INTEGER NOT NULL,
+            "lease_owner" VARCHAR(64) NOT NULL,
+            "lease_expires" DOUBLE PRECISION NOT NULL,
+            PRIMARY KEY ("webhook_id", "sequence"))""",
+    ):
+        db.execute_sql(statement)  # type: ignore[no-untyped-call]
+
+
 def _attempt_states(db: peewee.Database) -> None:
     """Each attempt keeps the state it left its delivery in, which watchers are told; earlier attempts have none."""
     db.execute_sql(  # type: ignore[no-untyped-call]
@@ -186,6 +207,7 @@ MIGRATIONS: tuple[Callable[[peewee.Database], None], ...] = (
     _webhook_revision,
     _webhook_health,
     _attempt_states,
+    _ordered_deliveries,
 )
 LATEST = len(MIGRATIONS)
 

@@ -13,10 +13,17 @@ import peewee
 from webhook_service.domain.errors import AlreadyExists, NotFound, Reason, ResourceExhausted
 from webhook_service.domain.idempotency import RequestKey
 from webhook_service.domain.limits import MAX_WEBHOOKS_PER_ORGANIZATION, MAX_WEBHOOKS_PER_STACK
-from webhook_service.domain.model import Webhook, WebhookFilter, WebhookFormat, WebhookGroup, WebhookHealth
+from webhook_service.domain.model import (
+    Webhook,
+    WebhookFilter,
+    WebhookFormat,
+    WebhookGroup,
+    WebhookHealth,
+    WebhookOrdering,
+)
 from webhook_service.domain.names import Parent, WebhookName, parse_webhook_name
 from webhook_service.domain.webhooks import reactivates
-from webhook_service.store import health, idempotency, secrets, statements
+from webhook_service.store import health, idempotency, secrets, sequences, statements
 from webhook_service.store.batches import delete_in_batches
 from webhook_service.store.database import scrub_freed_space, transaction
 from webhook_service.store.models import DeliveryRow, TokenRow, WebhookRow, database
@@ -42,6 +49,7 @@ _COLUMNS = (
     "previous_secret",
     "previous_secret_expire_time",
     "revision",
+    "ordering",
 )
 
 
@@ -71,6 +79,7 @@ def _webhook(values: Sequence[Any]) -> Webhook:
         previous_secret,
         previous_secret_expire_time,
         revision,
+        ordering,
     ) = values
     if previous_secret_expire_time is None or previous_secret_expire_time <= now():
         previous_secret, previous_secret_expire_time = "", None
@@ -94,6 +103,7 @@ def _webhook(values: Sequence[Any]) -> Webhook:
             format=WebhookFormat(format),
             filters=tuple(WebhookFilter(f) for f in filters.split(",") if f),
             groups=tuple(WebhookGroup(g) for g in groups.split(",") if g),
+            ordering=sequences.ordering_of(ordering),
         )
     except ValueError as error:
         log.error("webhook %s cannot be read: %s", webhook.name, error)
@@ -146,6 +156,7 @@ def _columns(webhook: Webhook) -> dict[str, object]:
         "format": webhook.format.value,
         "filters": ",".join(webhook.filters),
         "groups": ",".join(webhook.groups),
+        "ordering": webhook.ordering.value,
         "disabled_reason": webhook.disabled_reason,
         "previous_secret": secrets.box().seal(webhook.previous_secret),
         "previous_secret_expire_time": (
@@ -275,10 +286,26 @@ def update(name: WebhookName, fields: Sequence[str], change: Callable[[Webhook],
         if reactivates(current, changed):
             # Its failures so far are not held against it again.
             columns.update(disabled_reason=changed.disabled_reason, failing_since=None)
+        if changed.ordering is current.ordering:
+            # Unchanged, and a queue still to be numbered stays so.
+            columns.pop("ordering", None)
+        elif changed.ordering is WebhookOrdering.PER_STACK:
+            columns["ordering"] = sequences.NUMBERING
+            _hold_publishes(row.id)
         WebhookRow.update(update_time=now(), revision=WebhookRow.revision + 1, **columns).where(
             WebhookRow.id == row.id
         ).execute()
         return _shown(WebhookRow.get_by_id(row.id))
+
+
+def _hold_publishes(row_id: int) -> None:
+    """Keeps publishes to the webhook out until the transaction ends. On PostgreSQL a publish holds its
+    webhooks' keys only, which the update's lock lets through: this stronger one waits for those under way,
+    and makes later ones wait, so each queues its deliveries either before the change, to be numbered with
+    the queue, or after it, numbered by itself. SQLite's write lock keeps them out already. The queue is
+    numbered by the next claim."""
+    if not isinstance(database.obj, peewee.SqliteDatabase):
+        WebhookRow.select(WebhookRow.id).where(WebhookRow.id == row_id).for_update().get()
 
 
 def delete(name: WebhookName) -> None:

@@ -28,6 +28,7 @@ from webhook_service.domain.model import (
     WebhookFilter,
     WebhookFormat,
     WebhookGroup,
+    WebhookOrdering,
 )
 from webhook_service.domain.names import parse_stack
 from webhook_service.domain.webhooks import UPDATABLE_FIELDS
@@ -68,6 +69,7 @@ def enum_to_proto(descriptor: EnumDescriptor, prefix: str, value: enum.StrEnum) 
 _FORMAT = webhook_pb2.DESCRIPTOR.enum_types_by_name["WebhookFormat"]
 _FILTER = webhook_pb2.DESCRIPTOR.enum_types_by_name["WebhookFilter"]
 _GROUP = webhook_pb2.DESCRIPTOR.enum_types_by_name["WebhookGroup"]
+_ORDERING = webhook_pb2.DESCRIPTOR.enum_types_by_name["Ordering"]
 
 
 def timestamp(moment: datetime | None) -> Timestamp | None:
@@ -103,6 +105,12 @@ def webhook_format(number: int, field: str) -> WebhookFormat:
     return enum_from_proto(_FORMAT, "WEBHOOK_FORMAT_", WebhookFormat, number, field)
 
 
+def webhook_ordering(number: int, field: str) -> WebhookOrdering:
+    if number == webhook_pb2.ORDERING_UNSPECIFIED:
+        return WebhookOrdering.UNORDERED
+    return enum_from_proto(_ORDERING, "ORDERING_", WebhookOrdering, number, field)
+
+
 def webhook_fields(message: webhook_pb2.Webhook, found: Violations) -> WebhookFields:
     """The fields the message sets; an absent `active` means true. Enum values it cannot take are added to
     `found` (filters and groups by index) and left out, so the application can report them with the rest."""
@@ -114,6 +122,7 @@ def webhook_fields(message: webhook_pb2.Webhook, found: Violations) -> WebhookFi
         format=found.check(webhook_format, message.format, "webhook.format") or WebhookFormat.RAW,
         filters=_enums_from_proto(_FILTER, "WEBHOOK_FILTER_", WebhookFilter, message.filters, "webhook.filters", found),
         groups=_enums_from_proto(_GROUP, "WEBHOOK_GROUP_", WebhookGroup, message.groups, "webhook.groups", found),
+        ordering=found.check(webhook_ordering, message.ordering, "webhook.ordering") or WebhookOrdering.UNORDERED,
     )
 
 
@@ -133,6 +142,11 @@ def webhook_to_proto(webhook: Webhook) -> webhook_pb2.Webhook:
         update_time=timestamp(webhook.update_time),
         previous_secret_expire_time=timestamp(webhook.previous_secret_expire_time),
         etag=webhook.etag,
+        ordering=(
+            webhook_pb2.ORDERING_UNSPECIFIED
+            if webhook.ordering is WebhookOrdering.UNORDERED
+            else enum_to_proto(_ORDERING, "ORDERING_", webhook.ordering)
+        ),
         last_success_time=timestamp(webhook.health.last_success_time),
         failing_since=timestamp(webhook.health.failing_since),
         pending_deliveries=webhook.health.pending_deliveries,
