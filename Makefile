@@ -104,7 +104,9 @@ $(VENV)/.tools: $(VENV)/bin/python
 $(GEN)/v1/__init__.py: $(PROTOS) $(VENV)/.tools
 	$(MAKE) proto
 
-$(VENV)/.installed: pyproject.toml clients/python/pyproject.toml $(GEN)/v1/__init__.py
+# The packages are installed in editable mode: code generated again later (`make proto`) is used as it is,
+# without installing anything again, so the generated code is needed first but is no reason to reinstall.
+$(VENV)/.installed: pyproject.toml clients/python/pyproject.toml | $(GEN)/v1/__init__.py
 	$(BIN)/pip install --quiet -e clients/python -e '.[dev]'
 	touch $@
 
