@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from tests.support.postgres import PostgresCluster
-from tests.support.readme import README, free_port, grpc_replacements, run_script, section, walk_through_receiver
+from tests.support.readme import BIN, README, free_port, grpc_replacements, run_script, section, walk_through_receiver
 from tests.support.running import RunningServer
 
 
@@ -110,12 +110,21 @@ def test_running_at_scale_runs_as_written(tmp_path: Path, postgres_cluster: Post
     assert (tmp_path / "secret.key").exists()
 
 
-def test_python_client_example_runs_as_written(server: RunningServer) -> None:
+def test_python_client_example_runs_as_written(server: RunningServer, tmp_path: Path) -> None:
+    """Saved as the README says and run from another folder, with the admin token file's full path."""
     [script] = re.findall(r"```python\n(.*?)```", section("Python client"), re.S)
-    script = script.replace("127.0.0.1:50051", server.target).replace(
-        "data/admin-token", str(server.settings.admin_token_file)
+    example = tmp_path / "example.py"
+    example.write_text(script.replace("127.0.0.1:50051", server.target))
+    unused = subprocess.run(
+        [str(BIN / "ruff"), "check", "--isolated", "--select", "F401,F811", str(example)],
+        capture_output=True,
+        text=True,
     )
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert unused.returncode == 0, f"the example imports what it does not use:\n{unused.stdout}"
+    token_file = str(server.settings.admin_token_file)
+    done = subprocess.run(
+        [sys.executable, "example.py", token_file], capture_output=True, text=True, timeout=60, cwd=tmp_path
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     created, missing = done.stdout.strip().splitlines()
     assert re.fullmatch(r"organizations/acme/webhooks/[0-9a-f]+", created)

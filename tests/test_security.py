@@ -43,6 +43,8 @@ def test_first_start_writes_an_admin_token_readable_by_its_owner_only(tmp_path: 
     again = ServiceProcess(["serve", "--listen", "127.0.0.1:0"], cwd=tmp_path)
     try:
         assert "created the first admin token" not in again.log
+        # A later start says again where the token is.
+        assert f"the admin token made at the first start is in {token_file}" in again.log
         assert token_file.read_text().strip() == token
     finally:
         again.terminate()

@@ -292,8 +292,11 @@ class Server(DispatchProcess):
         if first is not None:
             write_private(token_file, first + "\n")
             log.info("created the first admin token; it is in %s (readable by its owner only)", token_file.resolve())
-        elif token_file.exists() and (problem := exposure(token_file)) is not None:
-            log.warning("the admin token file %s", problem)
+        elif token_file.exists():
+            # Said at every start, so whoever starts the server again finds the token without searching.
+            log.info("the admin token made at the first start is in %s", token_file.resolve())
+            if (problem := exposure(token_file)) is not None:
+                log.warning("the admin token file %s", problem)
         # Token lookups get a connection of their own, so they never queue behind publishes and deliveries.
         lookups = self.token_store = Executor(self.store.db, 1, self.store.box)
 
