@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import signal
+import socket
 import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -103,6 +105,8 @@ class DispatchProcess:
     # Dispatchers never make the key: only a first `serve` on an empty database does. Anywhere else a missing
     # key file is a lost or uncopied one, and a new key would seal secrets no other process can open.
     makes_keys = False
+    # The variable of `make run` that sets --http-listen, for processes `make run` starts.
+    http_make_variable: str | None = None
 
     def __init__(self, settings: ServerSettings) -> None:
         self.settings = settings
@@ -117,9 +121,16 @@ class DispatchProcess:
         self.stopping = False
 
     async def start(self) -> None:
+        self._refuse_taken_addresses()
         await self._open()
         await self._listen_http()
         log.info("dispatcher ready%s", self._http_words())
+
+    def _refuse_taken_addresses(self) -> None:
+        """Stops the start before anything is opened or made when a listening address is taken already, with
+        the flag (and `make run`'s variable) that chooses another."""
+        if self.settings.http_listen != OFF and _in_use(self.settings.http_listen):
+            raise RuntimeError(_taken(self.settings.http_listen, "--http-listen", self.http_make_variable, "for HTTP "))
 
     def _http_doors(self) -> list[Installer]:
         """What the HTTP listener serves in this process."""
@@ -197,6 +208,7 @@ class Server(DispatchProcess):
     """The gRPC API beside the dispatcher; `start` returns the port actually bound (useful with port 0)."""
 
     makes_keys = True
+    http_make_variable = "HTTP_LISTEN"
 
     def __init__(self, settings: ServerSettings) -> None:
         super().__init__(settings)
@@ -209,7 +221,13 @@ class Server(DispatchProcess):
         assert self.app is not None, "the application is made before the HTTP listener starts"
         return [*super()._http_doors(), RestApi(self.app).install, console.installer(self.app)]
 
+    def _refuse_taken_addresses(self) -> None:
+        if _in_use(self.settings.listen):
+            raise RuntimeError(_taken(self.settings.listen, "--listen", "LISTEN"))
+        super()._refuse_taken_addresses()
+
     async def start(self) -> None:
+        self._refuse_taken_addresses()
         await self._open()
         assert self.store is not None
         # With no dispatcher here (--dispatch-concurrency 0), `webhooks dispatch` processes poll for the work.
@@ -335,6 +353,38 @@ class Server(DispatchProcess):
 
 def _nobody() -> None:
     pass
+
+
+def _in_use(address: str) -> bool:
+    """Whether another socket listens on HOST:PORT already, found by binding it as gRPC and aiohttp do
+    (SO_REUSEADDR, so a port in TIME_WAIT counts as free). Port 0 is never in use; an address that does not
+    resolve is left for the listener to refuse."""
+    host, _, port = address.rpartition(":")
+    if not port.isdigit() or int(port) == 0:
+        return False
+    try:
+        found = socket.getaddrinfo(
+            host.strip("[]") or None, int(port), type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+    except OSError:
+        return False
+    for family, kind, protocol, _, where in found:
+        with socket.socket(family, kind, protocol) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(where)
+            except OSError as error:
+                if error.errno == errno.EADDRINUSE:
+                    return True
+    return False
+
+
+def _taken(address: str, flag: str, make_variable: str | None, what: str = "") -> str:
+    make = "" if make_variable is None else f" (with make: make run {make_variable}=HOST:PORT)"
+    return (
+        f"cannot listen {what}on {address}: the address is in use, by another process (another `webhooks serve`, "
+        f"or `make run`?); choose another with {flag} HOST:PORT{make}"
+    )
 
 
 async def run_until_signalled(process: DispatchProcess) -> None:
