@@ -33,11 +33,12 @@ from webhook_service.dispatch.sender import Sender
 from webhook_service.dispatch.settings import DispatchSettings
 from webhook_service.domain.access import Principal
 from webhook_service.domain.agreement import TAKE_OVER, disagreements, refusal, shared_settings
+from webhook_service.domain.errors import Unavailable
 from webhook_service.domain.limits import MAX_REQUEST_BYTES
 from webhook_service.files import exposure, write_private
 from webhook_service.metrics import Metrics
+from webhook_service.store import schema, tokens, webhooks
 from webhook_service.store import settings as settings_store
-from webhook_service.store import tokens, webhooks
 from webhook_service.store.database import Executor, connections_for, describe, open_database
 from webhook_service.store.models import bound_to
 from webhook_service.store.secrets import SecretBox, create_key, load_key
@@ -46,6 +47,10 @@ from webhooks.v1 import event_service_pb2, event_service_pb2_grpc, webhook_servi
 log = logging.getLogger(__name__)
 
 PENDING_CALLS = 10_000
+# How often a process asks the database whether it answers, when nothing else has found it does not, and
+# while it does not.
+WATCH_SECONDS = 5.0
+OUTAGE_WATCH_SECONDS = 1.0
 # At shutdown, once the calls in progress are done, how long gRPC still has to send their last answers.
 LAST_ANSWERS_SECONDS = 1.0
 
@@ -119,6 +124,7 @@ class DispatchProcess:
         self.metrics = Metrics()
         # Set once shutdown begins: /readyz then says not ready while in-flight work finishes.
         self.stopping = False
+        self._watching: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         self._refuse_taken_addresses()
@@ -185,6 +191,16 @@ class DispatchProcess:
             self.dispatcher = Dispatcher(self.store, self.sender, self.settings.dispatch, self.metrics)
             await self.dispatcher.start()
             log.info("dispatching from database %s as %s", describe(db), self.dispatcher.owner)
+        self._watching = asyncio.create_task(self._watch_database(self.store), name="watch database")
+
+    async def _watch_database(self, store: Executor) -> None:
+        """Asks the database now and then, so that an outage, and its end, are noticed even when nothing else
+        asks: an API-only server has no dispatcher polling, and callers its health sends elsewhere make no
+        calls that could find the database back."""
+        while True:
+            await asyncio.sleep(WATCH_SECONDS if store.availability.answering else OUTAGE_WATCH_SECONDS)
+            with contextlib.suppress(Unavailable):
+                await store.run(schema.current_version, store.db)
 
     async def stop(self) -> None:
         self.stopping = True
@@ -196,6 +212,9 @@ class DispatchProcess:
             await self.dispatcher.stop(self.settings.grace)
 
     async def _close(self) -> None:
+        if self._watching is not None:
+            self._watching.cancel()
+            await asyncio.gather(self._watching, return_exceptions=True)
         if self.http is not None:
             await self.http.stop()
         await self.sender.close()
@@ -216,6 +235,7 @@ class Server(DispatchProcess):
         self.app: Application | None = None
         self.port = 0
         self._server: grpc.aio.Server | None = None
+        self._health_changes: set[asyncio.Task[None]] = set()
 
     def _http_doors(self) -> list[Installer]:
         assert self.app is not None, "the application is made before the HTTP listener starts"
@@ -281,8 +301,8 @@ class Server(DispatchProcess):
             raise RuntimeError(f"cannot listen on {self.settings.listen}: {error}") from None
         self._server = server
         await server.start()
-        for name in ("", *SERVICE_NAMES):
-            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        await self._report_health()
+        self.store.availability.watch(self._database_changed)
         host = self.settings.listen.rsplit(":", 1)[0]
         transport = "plaintext" if tls is None else ("mutual TLS" if tls.client_ca else "TLS")
         try:
@@ -298,6 +318,21 @@ class Server(DispatchProcess):
             self._http_words(),
             describe(self.store.db),
         )
+
+    def _database_changed(self, answering: bool) -> None:
+        # Balancers send callers elsewhere while the database does not answer, and back once it does.
+        change = asyncio.create_task(self._report_health())
+        self._health_changes.add(change)
+        change.add_done_callback(self._health_changes.discard)
+
+    async def _report_health(self) -> None:
+        """SERVING while the database answers; NOT_SERVING otherwise (and for good once shutdown began, which
+        the health servicer sees to)."""
+        assert self.store is not None
+        answering = self.store.availability.answering
+        status = health_pb2.HealthCheckResponse.SERVING if answering else health_pb2.HealthCheckResponse.NOT_SERVING
+        for name in ("", *SERVICE_NAMES):
+            await self.health.set(name, status)
 
     async def _authenticator(self) -> Authenticator | None:
         """The token checker; on a first start it also makes the first admin token and says where it is."""
@@ -316,7 +351,7 @@ class Server(DispatchProcess):
             if (problem := exposure(token_file)) is not None:
                 log.warning("the admin token file %s", problem)
         # Token lookups get a connection of their own, so they never queue behind publishes and deliveries.
-        lookups = self.token_store = Executor(self.store.db, 1, self.store.box)
+        lookups = self.token_store = self.store.sibling(1)
 
         async def lookup(token: str) -> Principal | None:
             return await lookups.admit(tokens.find, token)
