@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 from tests.support.postgres import PostgresCluster
+from tests.support.process import ServiceProcess
 from tests.support.readme import BIN, README, free_port, grpc_replacements, run_script, section, walk_through_receiver
 from tests.support.running import RunningServer
 
@@ -129,3 +131,41 @@ def test_python_client_example_runs_as_written(server: RunningServer, tmp_path: 
     created, missing = done.stdout.strip().splitlines()
     assert re.fullmatch(r"organizations/acme/webhooks/[0-9a-f]+", created)
     assert missing == "NOT_FOUND WEBHOOK_NOT_FOUND"
+
+
+def test_tls_runs_as_written(tmp_path: Path) -> None:
+    """The certificates, the server and the calls, each block as written, in a fresh folder, on free ports."""
+    text = section("TLS")
+    certificates, calls = re.findall(r"```sh\n(.*?)```", text, re.S)
+    [serve] = re.findall(r"```console\n(.*?)```", text, re.S)
+    ports = {"127.0.0.1:50061": f"127.0.0.1:{free_port()}", "127.0.0.1:8443": f"127.0.0.1:{free_port()}"}
+
+    made = run_script(certificates, {}, cwd=tmp_path)
+    assert made.returncode == 0, made.stdout + made.stderr
+    for old, new in ports.items():
+        serve = serve.replace(old, new)
+    service = ServiceProcess(shlex.split(serve.replace("\\\n", " "))[1:], cwd=tmp_path)
+    try:
+        done = run_script(calls, ports, cwd=tmp_path)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert service.wait_for_log("TLS handshake with 127.0.0.1:"), service.log
+    finally:
+        assert service.terminate() == 0
+    assert "(mutual TLS)" in service.log
+    assert [line.strip() for line in done.stdout.splitlines() if line.strip()] == [
+        "{",
+        "}",
+        "ready",
+        "refused: no client certificate",
+    ], done.stdout
+    assert f'Failed to dial target host "{ports["127.0.0.1:50061"]}"' in done.stderr
+    [shown] = re.findall(r"```text\n(.*?)\n```", text, re.S)
+    said = re.sub(r"127\.0\.0\.1:\d+", "127.0.0.1:PORT", shown.split(" ", 1)[1])
+    assert said in re.sub(r"127\.0\.0\.1:\d+", "127.0.0.1:PORT", service.log), service.log
+    # Whatever the section makes, git ignores.
+    made_files = sorted(str(path.relative_to(tmp_path)) for path in (tmp_path / "tls").iterdir())
+    assert made_files == [f"tls/{stem}.{kind}" for stem in ("ca", "client", "server") for kind in ("crt", "key")]
+    ignored = subprocess.run(
+        ["git", "check-ignore", "--no-index", *made_files], cwd=README.parent, capture_output=True, text=True
+    )
+    assert sorted(ignored.stdout.split()) == made_files, ignored
