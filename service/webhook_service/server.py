@@ -346,8 +346,16 @@ class Server(DispatchProcess):
             write_private(token_file, first + "\n")
             log.info("created the first admin token; it is in %s (readable by its owner only)", token_file.resolve())
         elif token_file.exists():
-            # Said at every start, so whoever starts the server again finds the token without searching.
-            log.info("the admin token made at the first start is in %s", token_file.resolve())
+            # Said at every start, so whoever starts the server again finds the token without searching; only
+            # when it is one, as another deployment's file may be where this one's would be.
+            try:
+                valid = await self.store.run(tokens.find, token_file.read_text().strip()) is not None
+            except (OSError, UnicodeDecodeError):
+                valid = False
+            if valid:
+                log.info("the admin token made at the first start is in %s", token_file.resolve())
+            else:
+                log.info("%s holds no valid token of this database: `webhooks tokens create` makes one", token_file)
             if (problem := exposure(token_file)) is not None:
                 log.warning("the admin token file %s", problem)
         # Token lookups get a connection of their own, so they never queue behind publishes and deliveries.
