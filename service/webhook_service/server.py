@@ -412,13 +412,13 @@ def _in_use(address: str) -> bool:
     except OSError:
         return False
     for family, kind, protocol, _, where in found:
-        with socket.socket(family, kind, protocol) as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
+        try:
+            with socket.socket(family, kind, protocol) as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 probe.bind(where)
-            except OSError as error:
-                if error.errno == errno.EADDRINUSE:
-                    return True
+        except OSError as error:
+            if error.errno == errno.EADDRINUSE:
+                return True
     return False
 
 
