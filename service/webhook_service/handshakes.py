@@ -60,24 +60,30 @@ WORDS = {
 }
 
 
-def start_relay(log_format: str, log_level: str) -> subprocess.Popen[bytes] | None:
+# The relay of this process, once started; kept for the process's life.
+_relay_process: subprocess.Popen[bytes] | None = None
+
+
+def start_relay(log_format: str, log_level: str) -> None:
     """Turns the handshake trace on and sends the core's output through the relay; before gRPC is imported.
     Left alone when GRPC_TRACE is set already: whoever set it is reading the core's own lines."""
+    global _relay_process
     if TRACE in os.environ:
-        return None
+        return
     os.environ[TRACE] = "handshaker"
     sys.stderr.flush()
     # The relay writes where standard error goes now; it ignores the terminal's signals and ends when the last
     # writer of the pipe (this process, however it ends) is gone.
-    relay = subprocess.Popen(
+    _relay_process = subprocess.Popen(
         [sys.executable, "-m", __name__, log_format, log_level], stdin=subprocess.PIPE, start_new_session=True
     )
-    assert relay.stdin is not None
+    assert _relay_process.stdin is not None
     real_stderr = os.dup(2)
-    os.dup2(relay.stdin.fileno(), 2)
-    relay.stdin.close()
-    sys.stderr = open(real_stderr, "w", buffering=1, encoding=sys.stderr.encoding, errors="backslashreplace")  # noqa: SIM115
-    return relay
+    os.dup2(_relay_process.stdin.fileno(), 2)
+    _relay_process.stdin.close()
+    # Python's own output, the log among it, goes to the real standard error, never through the relay.
+    encoding = sys.stderr.encoding
+    sys.stderr = os.fdopen(real_stderr, "w", buffering=1, encoding=encoding, errors="backslashreplace")
 
 
 @dataclass
