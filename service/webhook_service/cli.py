@@ -11,21 +11,24 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import peewee
 
-from webhook_service import __version__, logs
+from webhook_service import __version__, handshakes, logs
 from webhook_service.dispatch.settings import DEFAULT_RETRY_SCHEDULE, DispatchSettings
 from webhook_service.domain.access import Role, parse_organizations
 from webhook_service.domain.durations import parse_duration, parse_schedule
 from webhook_service.domain.errors import NotFound, Unavailable
 from webhook_service.domain.network import parse_networks
 from webhook_service.receiver import receive
-from webhook_service.server import DispatchProcess, Server, ServerSettings, TlsSettings, run_until_signalled
 from webhook_service.store import tokens
 from webhook_service.store.database import explain_failure, open_database
 from webhook_service.store.secrets import create_key
+
+if TYPE_CHECKING:
+    # Imported where used at run time: gRPC must not be imported before handshakes.start_relay runs.
+    from webhook_service.server import ServerSettings
 
 DEFAULT_DATABASE = "sqlite:///data/webhooks.db"
 TRUE_WORDS = ("1", "true", "yes", "on")
@@ -314,6 +317,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def settings_from(args: argparse.Namespace, parser: argparse.ArgumentParser) -> ServerSettings:
+    from webhook_service.server import ServerSettings, TlsSettings
+
     tls = None
     if getattr(args, "tls_cert", None) or getattr(args, "tls_key", None):
         if not (args.tls_cert and args.tls_key):
@@ -406,7 +411,10 @@ def _when(moment: Any) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logs.configure(getattr(args, "log_format", "text"), getattr(args, "log_level", "info"))
+    log_format, log_level = getattr(args, "log_format", "text"), getattr(args, "log_level", "info")
+    if args.command == "serve" and args.tls_cert:
+        handshakes.start_relay(log_format, log_level)
+    logs.configure(log_format, log_level)
     if args.command == "receive":
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(receive(args.listen, args.secret))
@@ -419,6 +427,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "tokens":
             return run_tokens(args, parser)
         settings = settings_from(args, parser)
+        from webhook_service.server import DispatchProcess, Server, run_until_signalled
+
         asyncio.run(run_until_signalled(Server(settings) if args.command == "serve" else DispatchProcess(settings)))
     except (peewee.DatabaseError, Unavailable) as error:
         logging.getLogger("webhooks").error("%s", explain_failure(args.database, error))

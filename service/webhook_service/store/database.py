@@ -122,6 +122,58 @@ def _bind_thread(db: peewee.Database, box: SecretBox) -> None:
     secrets.bind_thread(box)
 
 
+class Availability:
+    """Whether the database answers, as a process's queries find it. An outage is told twice, once when the
+    first query fails and once when one succeeds again (how long it lasted, how many queries failed), rather
+    than at every failed query: dispatchers retry several times a second. Watchers (the process's health) hear
+    of each change. Used on the event loop only."""
+
+    def __init__(self) -> None:
+        self.answering = True
+        self._since = 0.0
+        self._failed = 0
+        self._watchers: list[Callable[[bool], None]] = []
+
+    def watch(self, watcher: Callable[[bool], None]) -> None:
+        """`watcher(answering)` is called at each change."""
+        self._watchers.append(watcher)
+
+    def failed(self, error: BaseException, counted: bool = True) -> None:
+        """A query found the database unreachable; `counted` False for what is not a query (the dispatcher's
+        listening connection), which may begin an outage but is not counted in it."""
+        if self.answering:
+            self.answering = False
+            self._since = time.monotonic()
+            self._failed = 0
+            log.warning(
+                "the database does not answer (%s); calls that need it fail with UNAVAILABLE until it does",
+                _first_line(error),
+            )
+            self._tell()
+        if counted:
+            self._failed += 1
+
+    def answered(self) -> None:
+        if self.answering:
+            return
+        self.answering = True
+        log.warning(
+            "the database answers again after %.1fs; %d queries failed meanwhile",
+            time.monotonic() - self._since,
+            self._failed,
+        )
+        self._tell()
+
+    def _tell(self) -> None:
+        for watcher in self._watchers:
+            watcher(self.answering)
+
+
+def _first_line(error: BaseException) -> str:
+    cause = error.__cause__ or error
+    return (str(cause).strip().splitlines() or [type(cause).__name__])[0]
+
+
 class Executor:
     """Runs blocking queries on a few threads, each with its own connection.
 
@@ -131,9 +183,12 @@ class Executor:
     the store holds; the dispatcher uses `run`, which is never refused.
     """
 
-    def __init__(self, db: peewee.Database, threads: int, box: SecretBox) -> None:
+    def __init__(
+        self, db: peewee.Database, threads: int, box: SecretBox, availability: Availability | None = None
+    ) -> None:
         self.db = db
         self.box = box
+        self.availability = availability or Availability()
         self._local = threading.local()
         self._pool = ThreadPoolExecutor(
             max_workers=threads, thread_name_prefix="store", initializer=_bind_thread, initargs=(db, box)
@@ -145,7 +200,22 @@ class Executor:
         pruning are few at a time and would only delay deliveries if refused, and for pings and redeliveries,
         which the cap on calls in progress bounds."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, functools.partial(self._guarded, fn, *args, **kwargs))
+        try:
+            result = await loop.run_in_executor(self._pool, functools.partial(self._guarded, fn, *args, **kwargs))
+        except Unavailable as error:
+            self.availability.failed(error)
+            raise
+        except Exception:
+            # Any other failure (a domain error, a constraint) is an answer from the database.
+            self.availability.answered()
+            raise
+        self.availability.answered()
+        return result
+
+    def sibling(self, threads: int) -> Executor:
+        """Another executor with `threads` connections of their own to the same database, with the same key,
+        whose queries tell the same Availability."""
+        return Executor(self.db, threads, self.box, self.availability)
 
     async def admit(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """`run` for a caller of the API, refused with ResourceExhausted when the store already holds
@@ -162,7 +232,6 @@ class Executor:
             if not self.db.is_closed():
                 with contextlib.suppress(Exception):
                     self.db.close()
-            log.warning("database unavailable: %s", error)
             raise Unavailable("the database is unavailable; try again", Reason.DATABASE_UNAVAILABLE) from error
 
     def _revive_idle_connection(self) -> None:
