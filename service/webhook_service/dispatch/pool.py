@@ -299,14 +299,15 @@ class Dispatcher:
         listener = found
         loop = asyncio.get_running_loop()
         while True:
+            connected = time.monotonic()
             try:
                 socket_fd = await asyncio.to_thread(listener.connect)
             except Exception as error:
                 # An unreachable database, told once by the store; polling finds the work meanwhile.
-                self.store.availability.failed(error, counted=False)
+                self.store.availability.failed(error, connected, counted=False)
                 await asyncio.sleep(LISTEN_RETRY_SECONDS)
                 continue
-            self.store.availability.answered()
+            self.store.availability.answered(connected)
             lost = asyncio.Event()
             loop.add_reader(socket_fd, self._on_readable, listener, lost)
             try:

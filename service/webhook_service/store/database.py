@@ -130,6 +130,8 @@ class Availability:
 
     def __init__(self) -> None:
         self.answering = True
+        # When the last outage ended (monotonic): connections opened before then may be dead.
+        self.recovered = -math.inf
         self._since = 0.0
         self._failed = 0
         self._watchers: list[Callable[[bool], None]] = []
@@ -138,9 +140,13 @@ class Availability:
         """`watcher(answering)` is called at each change."""
         self._watchers.append(watcher)
 
-    def failed(self, error: BaseException, counted: bool = True) -> None:
-        """A query found the database unreachable; `counted` False for what is not a query (the dispatcher's
-        listening connection), which may begin an outage but is not counted in it."""
+    def failed(self, error: BaseException, connected: float, counted: bool = True) -> None:
+        """A query found the database unreachable on a connection opened at `connected` (monotonic);
+        `counted` False for what is not a query (the dispatcher's listening connection), which may begin an
+        outage but is not counted in it. A connection opened before the last outage ended is a leftover of
+        it, which begins nothing."""
+        if self.answering and connected < self.recovered:
+            return
         if self.answering:
             self.answering = False
             self._since = time.monotonic()
@@ -153,10 +159,13 @@ class Availability:
         if counted:
             self._failed += 1
 
-    def answered(self) -> None:
-        if self.answering:
+    def answered(self, connected: float) -> None:
+        """A query succeeded on a connection opened at `connected` (monotonic). One opened before the outage
+        began proves nothing: while a server shuts down, a connection it has yet to close still answers."""
+        if self.answering or connected < self._since:
             return
         self.answering = True
+        self.recovered = time.monotonic()
         log.warning(
             "the database answers again after %.1fs; %d queries failed meanwhile",
             time.monotonic() - self._since,
@@ -200,16 +209,19 @@ class Executor:
         pruning are few at a time and would only delay deliveries if refused, and for pings and redeliveries,
         which the cap on calls in progress bounds."""
         loop = asyncio.get_running_loop()
+        connected = [math.inf]
         try:
-            result = await loop.run_in_executor(self._pool, functools.partial(self._guarded, fn, *args, **kwargs))
+            result = await loop.run_in_executor(
+                self._pool, functools.partial(self._guarded, connected, fn, *args, **kwargs)
+            )
         except Unavailable as error:
-            self.availability.failed(error)
+            self.availability.failed(error, connected[0])
             raise
         except Exception:
             # Any other failure (a domain error, a constraint) is an answer from the database.
-            self.availability.answered()
+            self.availability.answered(connected[0])
             raise
-        self.availability.answered()
+        self.availability.answered(connected[0])
         return result
 
     def sibling(self, threads: int) -> Executor:
@@ -223,9 +235,13 @@ class Executor:
         with self._api_calls.enter():
             return await self.run(fn, *args, **kwargs)
 
-    def _guarded(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    def _guarded(self, connected: list[float], fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """`fn`'s result; `connected[0]` is set to when the connection it runs on was opened."""
         try:
             self._revive_idle_connection()
+            if self.db.is_closed():
+                self._local.connected = time.monotonic()  # `fn` opens it
+            connected[0] = self._local.connected
             return fn(*args, **kwargs)
         except (peewee.OperationalError, peewee.InterfaceError) as error:
             # A lost connection must not stay cached on this thread.
@@ -235,9 +251,9 @@ class Executor:
             raise Unavailable("the database is unavailable; try again", Reason.DATABASE_UNAVAILABLE) from error
 
     def _revive_idle_connection(self) -> None:
-        """A server connection idle for a while may have died with a database restart: it is tried, and
-        replaced if dead, before a call relies on it. (A call is never retried blindly: a failure at COMMIT
-        could then store an event twice.)"""
+        """A server connection idle for a while, or opened before the last outage ended, may have died with a
+        database restart: it is tried, and replaced if dead, before a call relies on it. (A call is never
+        retried blindly: a failure at COMMIT could then store an event twice.)"""
         if isinstance(self.db, peewee.SqliteDatabase):
             return
         moment = time.monotonic()
@@ -245,7 +261,9 @@ class Executor:
         # Stamped also when no connection is open yet: this call opens one, so a thread that has served
         # a single call is checked like any other once that call is a while ago.
         self._local.used = moment
-        if self.db.is_closed() or idle < IDLE_CHECK_SECONDS:
+        if self.db.is_closed():
+            return
+        if idle < IDLE_CHECK_SECONDS and self._local.connected >= self.availability.recovered:
             return
         try:
             self.db.execute_sql("SELECT 1")  # type: ignore[no-untyped-call]
