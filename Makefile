@@ -12,7 +12,9 @@ BUF_VERSION := $(shell sed -n 's/.*"@bufbuild\/buf": "\(.*\)".*/\1/p' clients/ty
 BUF := .tools/node_modules/.bin/buf
 TS := clients/typescript
 DESCRIPTORS := build/webhooks.binpb
+# Where `make run` listens: gRPC, and HTTP (REST API, web console, metrics and probes).
 LISTEN ?= 127.0.0.1:50051
+HTTP_LISTEN ?= 127.0.0.1:8080
 # Opens loopback to the request-forgery guard, for the walk-through's local receiver.
 ALLOW_NETWORK ?= 127.0.0.0/8
 # The Go client: clients/go is the first GOPATH entry, the generated package sits under it at its
@@ -27,7 +29,7 @@ GO_ENV := GO111MODULE=off GOPATH="$(abspath $(GO_DIR)):/usr/share/gocode" CGO_EN
 setup: $(VENV)/.installed
 
 run: setup
-	WEBHOOKS_ALLOW_NETWORK="$(ALLOW_NETWORK)" $(BIN)/webhooks serve --listen $(LISTEN)
+	WEBHOOKS_ALLOW_NETWORK="$(ALLOW_NETWORK)" $(BIN)/webhooks serve --listen $(LISTEN) --http-listen $(HTTP_LISTEN)
 
 test: setup lint postgres chromium go
 	$(BIN)/python -m pytest
@@ -104,7 +106,9 @@ $(VENV)/.tools: $(VENV)/bin/python
 $(GEN)/v1/__init__.py: $(PROTOS) $(VENV)/.tools
 	$(MAKE) proto
 
-$(VENV)/.installed: pyproject.toml clients/python/pyproject.toml $(GEN)/v1/__init__.py
+# The packages are installed in editable mode: code generated again later (`make proto`) is used as it is,
+# without installing anything again, so the generated code is needed first but is no reason to reinstall.
+$(VENV)/.installed: pyproject.toml clients/python/pyproject.toml | $(GEN)/v1/__init__.py
 	$(BIN)/pip install --quiet -e clients/python -e '.[dev]'
 	touch $@
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import re
 import signal
+import socket
 import subprocess
 import time
 from pathlib import Path
 
 import grpc
+import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tests import seed
@@ -88,6 +90,30 @@ def test_flag_and_environment_errors_exit_non_zero(tmp_path: Path) -> None:
         assert taken.target in clash.log
     finally:
         taken.terminate()
+
+
+@pytest.mark.parametrize(("flag", "variable"), [("--listen", "LISTEN"), ("--http-listen", "HTTP_LISTEN")])
+def test_a_taken_address_stops_the_start_with_one_line_naming_the_flag(
+    tmp_path: Path, flag: str, variable: str
+) -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        taken = f"127.0.0.1:{holder.getsockname()[1]}"
+        done = subprocess.run(
+            [webhooks_command(), "serve", "--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", flag, taken],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=tmp_path,
+        )
+    assert done.returncode == 1
+    assert done.stdout == ""
+    [line] = done.stderr.splitlines()
+    assert f"cannot listen {'for HTTP ' if variable == 'HTTP_LISTEN' else ''}on {taken}: the address is in use" in line
+    assert f"choose another with {flag} HOST:PORT (with make: make run {variable}=HOST:PORT)" in line
+    # Refused before anything was opened or made.
+    assert not (tmp_path / "data").exists()
 
 
 def test_api_only_server_and_a_separate_dispatch_process_deliver_together(tmp_path: Path, databases: Databases) -> None:

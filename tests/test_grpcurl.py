@@ -84,3 +84,17 @@ def test_reflection_answers_v1_as_well_as_v1alpha(server: RunningServer) -> None
     files = {f.name: f for f in (descriptor_pb2.FileDescriptorProto.FromString(base64.b64decode(e)) for e in encoded)}
     [service] = files["webhooks/v1/webhook_service.proto"].service
     assert "RedeliverWebhookDelivery" in {method.name for method in service.method}
+
+
+def test_describe_takes_a_method_as_well_as_a_service_or_a_message(server: RunningServer) -> None:
+    method = grpcurl(server.target, "describe", "webhooks.v1.WebhookService.GetWebhook")
+    health = grpcurl(server.target, "describe", "grpc.health.v1.Health.Check")
+    missing = grpcurl(server.target, "describe", "webhooks.v1.WebhookService.Nope")
+
+    assert method.returncode == 0, method.stderr
+    assert "webhooks.v1.WebhookService.GetWebhook is a method:" in method.stdout
+    assert "rpc GetWebhook ( .webhooks.v1.GetWebhookRequest ) returns ( .webhooks.v1.Webhook )" in method.stdout
+    assert health.returncode == 0, health.stderr
+    assert "rpc Check" in health.stdout
+    assert missing.returncode != 0
+    assert "Symbol not found" in missing.stderr

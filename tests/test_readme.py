@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
+import glob
 import os
 import re
+import shlex
+import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from tests.helpers import WS, make_webhook
-from tests.support.postgres import PostgresCluster
-from tests.support.readme import README, free_port, grpc_replacements, run_script, section, walk_through_receiver
+from tests.support.process import ServiceProcess
+from tests.support.readme import BIN, README, free_port, grpc_replacements, run_script, section, walk_through_receiver
 from tests.support.receiver import Receiver
 from tests.support.running import RunningServer
 
@@ -153,48 +159,124 @@ def test_every_make_target_and_subcommand_in_the_readme_exists() -> None:
         assert "".join(command) in help_text, command
 
 
-def test_running_at_scale_runs_as_written(tmp_path: Path, postgres_cluster: PostgresCluster) -> None:
-    """The scale-out commands against the test session's PostgreSQL, on free ports."""
+def test_running_at_scale_runs_as_written(tmp_path: Path) -> None:
+    """The scale-out block as written, in a fresh folder, on free ports: its own PostgreSQL cluster, two API
+    servers, two dispatchers, and a delivery to the walk-through's receiver."""
     [script] = re.findall(r"```sh\n(.*?)```", section("Running at scale"), re.S)
-    ports = [free_port(), free_port()]
-    http_ports = [free_port(), free_port()]
-    script = (
-        script.replace("127.0.0.1:5432", f"127.0.0.1:{postgres_cluster.port}")
-        .replace("-h 127.0.0.1", f"-h 127.0.0.1 -p {postgres_cluster.port}")
-        .replace("/etc/webhooks/secret.key", str(tmp_path / "secret.key"))
-        .replace(".venv/bin/webhooks", str(Path(sys.executable).parent / "webhooks"))
-        .replace("0.0.0.0:50051", f"127.0.0.1:{ports[0]}")
-        .replace("0.0.0.0:50052", f"127.0.0.1:{ports[1]}")
-        .replace("0.0.0.0:8081", f"127.0.0.1:{http_ports[0]}")
-        .replace("0.0.0.0:8082", f"127.0.0.1:{http_ports[1]}")
-        .replace("webhooks tokens create", "webhooks tokens create --description scale")
+    ports = {old: f"127.0.0.1:{free_port()}" for old in ("127.0.0.1:50071", "127.0.0.1:50072")}
+    replacements = {
+        "55432": str(free_port()),
+        **ports,
+        "127.0.0.1:8081": f"127.0.0.1:{free_port()}",
+        "127.0.0.1:8082": f"127.0.0.1:{free_port()}",
+    }
+    # Whatever fails, the processes started in the background and the cluster go with the script.
+    prologue = (
+        "trap 'kill $(jobs -p) 2>/dev/null; wait; pg_ctl -D data/scale/pg -m immediate stop >/dev/null || :' EXIT\n"
     )
-    check = "\n".join(
-        f"for i in $(seq 150); do grpcurl -plaintext 127.0.0.1:{port} list >/dev/null 2>&1 && break; sleep 0.1; done\n"
-        f"grpcurl -plaintext 127.0.0.1:{port} grpc.health.v1.Health/Check"
-        for port in ports
-    )
-    # Whatever fails, the servers started in the background go with the script.
-    script = "trap 'kill $(jobs -p) 2>/dev/null; wait' EXIT\n" + script
-    script += f"\n{check}\nsleep 1\njobs -r | wc -l\n"
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-    done = subprocess.run(
-        ["bash", "-euo", "pipefail", "-c", script], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
+    check = "".join(f"grpcurl -plaintext {port} grpc.health.v1.Health/Check\n" for port in ports.values())
+    with as_a_user(tmp_path) as (folder, env), walk_through_receiver() as (receiver, receiver_address):
+        replacements["127.0.0.1:8000"] = receiver_address
+        for old, new in replacements.items():
+            script = script.replace(old, new)
+        done = subprocess.run(
+            ["bash", "-euo", "pipefail", "-c", f"{prologue}{script}{check}sleep 1\njobs -r | wc -l\n"],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=folder,
+            timeout=180,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert receiver.wait_for_log(r"POST /scale .*kind=stack_update .*signature=valid", timeout=30), (
+            receiver.log + done.stderr
+        )
+        assert (folder / "data" / "scale" / "secret.key").exists()
     assert done.stdout.count('"status": "SERVING"') == 2
     assert done.stdout.strip().splitlines()[-1].strip() == "4", done.stdout + done.stderr
     assert done.stderr.count("dispatching from database postgresql") == 2
-    assert (tmp_path / "secret.key").exists()
 
 
-def test_python_client_example_runs_as_written(server: RunningServer) -> None:
+@contextlib.contextmanager
+def as_a_user(tmp_path: Path) -> Iterator[tuple[Path, dict[str, str]]]:
+    """A folder and an environment to run the README's commands in as a user would. initdb refuses to run as
+    root, so as root PostgreSQL's two server commands run as the `postgres` user instead (their words
+    unchanged), in a folder it may enter and write."""
+    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"}
+    if os.geteuid() != 0:
+        yield tmp_path, env
+        return
+    folder = Path(tempfile.mkdtemp(prefix="webhooks-scale-"))
+    os.chmod(folder, 0o755)
+    shims = tmp_path / "as-postgres"
+    shims.mkdir()
+    server_bin = sorted(glob.glob("/usr/lib/postgresql/*/bin"))[-1]
+    for tool in ("initdb", "pg_ctl"):
+        shim = shims / tool
+        shim.write_text(
+            f'#!/bin/sh\nchown -R postgres "{folder}"\nexec runuser -u postgres -- {server_bin}/{tool} "$@"\n'
+        )
+        shim.chmod(0o755)
+    try:
+        yield folder, {**env, "PATH": f"{shims}:{env['PATH']}"}
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_python_client_example_runs_as_written(server: RunningServer, tmp_path: Path) -> None:
+    """Saved as the README says and run from another folder, with the admin token file's full path."""
     [script] = re.findall(r"```python\n(.*?)```", section("Python client"), re.S)
-    script = script.replace("127.0.0.1:50051", server.target).replace(
-        "data/admin-token", str(server.settings.admin_token_file)
+    example = tmp_path / "example.py"
+    example.write_text(script.replace("127.0.0.1:50051", server.target))
+    unused = subprocess.run(
+        [str(BIN / "ruff"), "check", "--isolated", "--select", "F401,F811", str(example)],
+        capture_output=True,
+        text=True,
     )
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert unused.returncode == 0, f"the example imports what it does not use:\n{unused.stdout}"
+    token_file = str(server.settings.admin_token_file)
+    done = subprocess.run(
+        [sys.executable, "example.py", token_file], capture_output=True, text=True, timeout=60, cwd=tmp_path
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     created, missing = done.stdout.strip().splitlines()
     assert re.fullmatch(r"organizations/acme/webhooks/[0-9a-f]+", created)
     assert missing == "NOT_FOUND WEBHOOK_NOT_FOUND"
+
+
+def test_tls_runs_as_written(tmp_path: Path) -> None:
+    """The certificates, the server and the calls, each block as written, in a fresh folder, on free ports."""
+    text = section("TLS")
+    certificates, calls = re.findall(r"```sh\n(.*?)```", text, re.S)
+    [serve] = re.findall(r"```console\n(.*?)```", text, re.S)
+    ports = {"127.0.0.1:50061": f"127.0.0.1:{free_port()}", "127.0.0.1:8443": f"127.0.0.1:{free_port()}"}
+
+    made = run_script(certificates, {}, cwd=tmp_path)
+    assert made.returncode == 0, made.stdout + made.stderr
+    for old, new in ports.items():
+        serve = serve.replace(old, new)
+    service = ServiceProcess(shlex.split(serve.replace("\\\n", " "))[1:], cwd=tmp_path)
+    try:
+        done = run_script(calls, ports, cwd=tmp_path)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert service.wait_for_log("TLS handshake with 127.0.0.1:"), service.log
+    finally:
+        assert service.terminate() == 0
+    assert "(mutual TLS)" in service.log
+    assert [line.strip() for line in done.stdout.splitlines() if line.strip()] == [
+        "{",
+        "}",
+        "ready",
+        "refused: no client certificate",
+    ], done.stdout
+    assert f'Failed to dial target host "{ports["127.0.0.1:50061"]}"' in done.stderr
+    [shown] = re.findall(r"```text\n(.*?)\n```", text, re.S)
+    said = re.sub(r"127\.0\.0\.1:\d+", "127.0.0.1:PORT", shown.split(" ", 1)[1])
+    assert said in re.sub(r"127\.0\.0\.1:\d+", "127.0.0.1:PORT", service.log), service.log
+    # Whatever the section makes, git ignores.
+    made_files = sorted(str(path.relative_to(tmp_path)) for path in (tmp_path / "tls").iterdir())
+    assert made_files == [f"tls/{stem}.{kind}" for stem in ("ca", "client", "server") for kind in ("crt", "key")]
+    ignored = subprocess.run(
+        ["git", "check-ignore", "--no-index", *made_files], cwd=README.parent, capture_output=True, text=True
+    )
+    assert sorted(ignored.stdout.split()) == made_files, ignored

@@ -17,7 +17,7 @@ from tests.support.databases import Databases
 from tests.support.process import ServiceProcess
 from tests.support.receiver import Receiver
 from tests.support.running import RunningServer
-from tests.support.tokens import create_key
+from tests.support.tokens import create_key, create_token
 from webhook_service.domain.limits import MAX_WEBHOOKS_PER_ORGANIZATION, MAX_WEBHOOKS_PER_STACK
 from webhook_service.server import TlsSettings
 from webhooks.v1 import event_service_pb2, webhook_pb2, webhook_service_pb2_grpc
@@ -43,9 +43,20 @@ def test_first_start_writes_an_admin_token_readable_by_its_owner_only(tmp_path: 
     again = ServiceProcess(["serve", "--listen", "127.0.0.1:0"], cwd=tmp_path)
     try:
         assert "created the first admin token" not in again.log
+        # A later start says again where the token is.
+        assert f"the admin token made at the first start is in {token_file}" in again.log
         assert token_file.read_text().strip() == token
     finally:
         again.terminate()
+    # Not when the file holds another database's token.
+    other_database = f"sqlite:///{tmp_path / 'other.db'}"
+    create_token(other_database, "admin", "*")
+    other = ServiceProcess(["serve", "--listen", "127.0.0.1:0", "--database", other_database], cwd=tmp_path)
+    try:
+        assert "the admin token made at the first start" not in other.log
+        assert "data/admin-token holds no valid token of this database" in other.log
+    finally:
+        other.terminate()
 
 
 def test_insecure_no_auth_must_be_asked_for_and_warns(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from webhook_service import __version__, logs, operator
+from webhook_service import __version__, handshakes, logs, operator
 from webhook_service.dispatch.settings import DEFAULT_RETRY_SCHEDULE, DispatchSettings
 from webhook_service.domain.access import Role, parse_organizations
 from webhook_service.domain.errors import NotFound, Unavailable
@@ -19,7 +19,8 @@ from webhook_service.domain.network import parse_networks
 from webhook_service.flags import add_flag, count, duration, one_of, positive_count, rate, schedule
 
 # The server, the database drivers and aiohttp take a second or more to import; the operator commands, which
-# need none of them, start without them, so the functions below import them where they are used.
+# need none of them, start without them, so the functions below import them where they are used. gRPC must
+# not be imported before handshakes.start_relay runs either.
 if TYPE_CHECKING:
     from webhook_service.server import ServerSettings
     from webhook_service.store.tokens import TokenInfo
@@ -295,13 +296,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command in operator.COMMANDS:
         return operator.run(args)
+    log_format, log_level = getattr(args, "log_format", "text"), getattr(args, "log_level", "info")
+    if args.command == "serve" and args.tls_cert:
+        handshakes.start_relay(log_format, log_level)
     import peewee
 
     from webhook_service.receiver import receive
     from webhook_service.server import DispatchProcess, Server, run_until_signalled
     from webhook_service.store.database import explain_failure
 
-    logs.configure(getattr(args, "log_format", "text"), getattr(args, "log_level", "info"))
+    logs.configure(log_format, log_level)
     if args.command == "receive":
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(receive(args.listen, args.secret))
@@ -314,6 +318,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "tokens":
             return run_tokens(args, parser)
         settings = settings_from(args, parser)
+        from webhook_service.server import DispatchProcess, Server, run_until_signalled
+
         asyncio.run(run_until_signalled(Server(settings) if args.command == "serve" else DispatchProcess(settings)))
     except (peewee.DatabaseError, Unavailable) as error:
         logging.getLogger("webhooks").error("%s", explain_failure(args.database, error))

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import signal
+import socket
 import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,11 +34,12 @@ from webhook_service.dispatch.sender import Sender
 from webhook_service.dispatch.settings import DispatchSettings
 from webhook_service.domain.access import Principal
 from webhook_service.domain.agreement import TAKE_OVER, disagreements, refusal, shared_settings
+from webhook_service.domain.errors import Unavailable
 from webhook_service.domain.limits import MAX_REQUEST_BYTES
 from webhook_service.files import exposure, write_private
 from webhook_service.metrics import Metrics
+from webhook_service.store import schema, tokens, webhooks
 from webhook_service.store import settings as settings_store
-from webhook_service.store import tokens, webhooks
 from webhook_service.store.database import Executor, connections_for, describe, open_database
 from webhook_service.store.models import bound_to
 from webhook_service.store.secrets import SecretBox, create_key, load_key
@@ -45,6 +48,10 @@ from webhooks.v1 import event_service_pb2, event_service_pb2_grpc, webhook_servi
 log = logging.getLogger(__name__)
 
 PENDING_CALLS = 10_000
+# How often a process asks the database whether it answers, when nothing else has found it does not, and
+# while it does not.
+WATCH_SECONDS = 5.0
+OUTAGE_WATCH_SECONDS = 1.0
 # At shutdown, once the calls in progress are done, how long gRPC still has to send their last answers.
 LAST_ANSWERS_SECONDS = 1.0
 
@@ -106,6 +113,8 @@ class DispatchProcess:
     # Dispatchers never make the key: only a first `serve` on an empty database does. Anywhere else a missing
     # key file is a lost or uncopied one, and a new key would seal secrets no other process can open.
     makes_keys = False
+    # The variable of `make run` that sets --http-listen, for processes `make run` starts.
+    http_make_variable: str | None = None
 
     def __init__(self, settings: ServerSettings) -> None:
         self.settings = settings
@@ -118,11 +127,19 @@ class DispatchProcess:
         self.metrics = Metrics()
         # Set once shutdown begins: /readyz then says not ready while in-flight work finishes.
         self.stopping = False
+        self._watching: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
+        self._refuse_taken_addresses()
         await self._open()
         await self._listen_http()
         log.info("dispatcher ready%s", self._http_words())
+
+    def _refuse_taken_addresses(self) -> None:
+        """Stops the start before anything is opened or made when a listening address is taken already, with
+        the flag (and `make run`'s variable) that chooses another."""
+        if self.settings.http_listen != OFF and _in_use(self.settings.http_listen):
+            raise RuntimeError(_taken(self.settings.http_listen, "--http-listen", self.http_make_variable, "for HTTP "))
 
     def _http_doors(self) -> list[Installer]:
         """What the HTTP listener serves in this process."""
@@ -177,6 +194,16 @@ class DispatchProcess:
             self.dispatcher = Dispatcher(self.store, self.sender, self.settings.dispatch, self.metrics)
             await self.dispatcher.start()
             log.info("dispatching from database %s as %s", describe(db), self.dispatcher.owner)
+        self._watching = asyncio.create_task(self._watch_database(self.store), name="watch database")
+
+    async def _watch_database(self, store: Executor) -> None:
+        """Asks the database now and then, so that an outage, and its end, are noticed even when nothing else
+        asks: an API-only server has no dispatcher polling, and callers its health sends elsewhere make no
+        calls that could find the database back."""
+        while True:
+            await asyncio.sleep(WATCH_SECONDS if store.availability.answering else OUTAGE_WATCH_SECONDS)
+            with contextlib.suppress(Unavailable):
+                await store.run(schema.current_version, store.db)
 
     async def stop(self) -> None:
         self.stopping = True
@@ -188,6 +215,9 @@ class DispatchProcess:
             await self.dispatcher.stop(self.settings.grace)
 
     async def _close(self) -> None:
+        if self._watching is not None:
+            self._watching.cancel()
+            await asyncio.gather(self._watching, return_exceptions=True)
         if self.http is not None:
             await self.http.stop()
         await self.sender.close()
@@ -200,6 +230,7 @@ class Server(DispatchProcess):
     """The gRPC API beside the dispatcher; `start` returns the port actually bound (useful with port 0)."""
 
     makes_keys = True
+    http_make_variable = "HTTP_LISTEN"
 
     def __init__(self, settings: ServerSettings) -> None:
         super().__init__(settings)
@@ -207,12 +238,19 @@ class Server(DispatchProcess):
         self.app: Application | None = None
         self.port = 0
         self._server: grpc.aio.Server | None = None
+        self._health_changes: set[asyncio.Task[None]] = set()
 
     def _http_doors(self) -> list[Installer]:
         assert self.app is not None, "the application is made before the HTTP listener starts"
         return [*super()._http_doors(), RestApi(self.app).install, console.installer(self.app)]
 
+    def _refuse_taken_addresses(self) -> None:
+        if _in_use(self.settings.listen):
+            raise RuntimeError(_taken(self.settings.listen, "--listen", "LISTEN"))
+        super()._refuse_taken_addresses()
+
     async def start(self) -> None:
+        self._refuse_taken_addresses()
         await self._open()
         assert self.store is not None
         # With no dispatcher here (--dispatch-concurrency 0), `webhooks dispatch` processes poll for the work.
@@ -267,8 +305,8 @@ class Server(DispatchProcess):
             raise RuntimeError(f"cannot listen on {self.settings.listen}: {error}") from None
         self._server = server
         await server.start()
-        for name in ("", *SERVICE_NAMES):
-            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        await self._report_health()
+        self.store.availability.watch(self._database_changed)
         host = self.settings.listen.rsplit(":", 1)[0]
         transport = "plaintext" if tls is None else ("mutual TLS" if tls.client_ca else "TLS")
         try:
@@ -285,6 +323,21 @@ class Server(DispatchProcess):
             describe(self.store.db),
         )
 
+    def _database_changed(self, answering: bool) -> None:
+        # Balancers send callers elsewhere while the database does not answer, and back once it does.
+        change = asyncio.create_task(self._report_health())
+        self._health_changes.add(change)
+        change.add_done_callback(self._health_changes.discard)
+
+    async def _report_health(self) -> None:
+        """SERVING while the database answers; NOT_SERVING otherwise (and for good once shutdown began, which
+        the health servicer sees to)."""
+        assert self.store is not None
+        answering = self.store.availability.answering
+        status = health_pb2.HealthCheckResponse.SERVING if answering else health_pb2.HealthCheckResponse.NOT_SERVING
+        for name in ("", *SERVICE_NAMES):
+            await self.health.set(name, status)
+
     async def _authenticator(self) -> Authenticator | None:
         """The token checker; on a first start it also makes the first admin token and says where it is."""
         assert self.store is not None
@@ -296,10 +349,21 @@ class Server(DispatchProcess):
         if first is not None:
             write_private(token_file, first + "\n")
             log.info("created the first admin token; it is in %s (readable by its owner only)", token_file.resolve())
-        elif token_file.exists() and (problem := exposure(token_file)) is not None:
-            log.warning("the admin token file %s", problem)
+        elif token_file.exists():
+            # Said at every start, so whoever starts the server again finds the token without searching; only
+            # when it is one, as another deployment's file may be where this one's would be.
+            try:
+                valid = await self.store.run(tokens.find, token_file.read_text().strip()) is not None
+            except (OSError, UnicodeDecodeError):
+                valid = False
+            if valid:
+                log.info("the admin token made at the first start is in %s", token_file.resolve())
+            else:
+                log.info("%s holds no valid token of this database: `webhooks tokens create` makes one", token_file)
+            if (problem := exposure(token_file)) is not None:
+                log.warning("the admin token file %s", problem)
         # Token lookups get a connection of their own, so they never queue behind publishes and deliveries.
-        lookups = self.token_store = Executor(self.store.db, 1, self.store.box)
+        lookups = self.token_store = self.store.sibling(1)
 
         async def lookup(token: str) -> Principal | None:
             return await lookups.admit(tokens.find, token)
@@ -337,6 +401,38 @@ class Server(DispatchProcess):
 
 def _nobody() -> None:
     pass
+
+
+def _in_use(address: str) -> bool:
+    """Whether another socket listens on HOST:PORT already, found by binding it as gRPC and aiohttp do
+    (SO_REUSEADDR, so a port in TIME_WAIT counts as free). Port 0 is never in use; an address that does not
+    resolve is left for the listener to refuse."""
+    host, _, port = address.rpartition(":")
+    if not port.isdigit() or int(port) == 0:
+        return False
+    try:
+        found = socket.getaddrinfo(
+            host.strip("[]") or None, int(port), type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+    except OSError:
+        return False
+    for family, kind, protocol, _, where in found:
+        try:
+            with socket.socket(family, kind, protocol) as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                probe.bind(where)
+        except OSError as error:
+            if error.errno == errno.EADDRINUSE:
+                return True
+    return False
+
+
+def _taken(address: str, flag: str, make_variable: str | None, what: str = "") -> str:
+    make = "" if make_variable is None else f" (with make: make run {make_variable}=HOST:PORT)"
+    return (
+        f"cannot listen {what}on {address}: the address is in use, by another process (another `webhooks serve`, "
+        f"or `make run`?); choose another with {flag} HOST:PORT{make}"
+    )
 
 
 async def run_until_signalled(process: DispatchProcess) -> None:

@@ -32,13 +32,15 @@ def free_port() -> int:
         return port
 
 
-def run_script(script: str, replacements: Mapping[str, str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def run_script(
+    script: str, replacements: Mapping[str, str], timeout: float = 60, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     """`script` under bash -euo pipefail, with each key of `replacements` replaced and .venv/bin on the PATH."""
     for old, new in replacements.items():
         script = script.replace(old, new)
     env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"}
     return subprocess.run(
-        ["bash", "-euo", "pipefail", "-c", script], capture_output=True, text=True, env=env, timeout=timeout
+        ["bash", "-euo", "pipefail", "-c", script], capture_output=True, text=True, env=env, timeout=timeout, cwd=cwd
     )
 
 

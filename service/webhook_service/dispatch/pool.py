@@ -15,6 +15,7 @@ from typing import Any
 
 from webhook_service.dispatch.sender import Sender
 from webhook_service.dispatch.settings import DispatchSettings
+from webhook_service.domain.errors import Unavailable
 from webhook_service.domain.model import Attempt
 from webhook_service.domain.retries import failing_reason, gone_reason, judge, parse_retry_after
 from webhook_service.domain.scheduling import Capacity
@@ -62,6 +63,9 @@ class Dispatcher:
         self._erasing: asyncio.Task[None] | None = None
         # Each kind of claim failure, with when it may be logged again.
         self._claim_failures: dict[str, float] = {}
+        # Attempts whose outcome could not be written while the database did not answer; told when it does.
+        self._unrecorded_in_outage = 0
+        store.availability.watch(self._database_changed)
 
     def wake(self) -> None:
         """New deliveries are due: look now rather than at the next poll."""
@@ -102,6 +106,9 @@ class Dispatcher:
                 await asyncio.gather(background, return_exceptions=True)
         try:
             released = await self.store.run(deliveries.release, self.owner)
+        except Unavailable:
+            log.warning("this dispatcher's claims were not released: they are taken again when their leases expire")
+            released = 0
         except Exception:
             log.exception("releasing this dispatcher's claims failed; they are taken again when their leases expire")
             released = 0
@@ -146,7 +153,10 @@ class Dispatcher:
                 await asyncio.wait_for(self._wake.wait(), settings.poll_interval)
 
     def _claim_failed(self, error: Exception) -> None:
-        """A broken store fails every poll, four times a second: each kind of failure is told once a minute."""
+        """A broken store fails every poll, four times a second: each kind of failure is told once a minute. An
+        unreachable database is told by the store, when it stops answering and when it answers again."""
+        if isinstance(error, Unavailable):
+            return
         kind = f"{type(error).__name__}: {error}"
         moment = time.monotonic()
         if moment < self._claim_failures.get(kind, moment):
@@ -252,8 +262,11 @@ class Dispatcher:
         batch, self._finished = self._finished, []
         try:
             disabled = await self.store.run(deliveries.record, batch, self.settings.disable_after, self._why)
+        except Unavailable:
+            # Not recorded means still leased: the deliveries are sent again when the leases expire.
+            self._unrecorded_in_outage += len(batch)
+            return
         except Exception:
-            # Not recorded means still leased: the deliveries are retried when the leases expire.
             log.exception("recording %d attempts failed; they will be retried", len(batch))
             return
         finally:
@@ -268,6 +281,15 @@ class Dispatcher:
             self.metrics.deactivated(reason)
             log.warning("webhook %s deactivated (%s)", name, reason, extra={"webhook": name})
 
+    def _database_changed(self, answering: bool) -> None:
+        if answering and self._unrecorded_in_outage:
+            log.warning(
+                "recording %d attempts failed while the database did not answer; those deliveries are sent again "
+                "once their leases expire",
+                self._unrecorded_in_outage,
+            )
+            self._unrecorded_in_outage = 0
+
     def _why(self, since: datetime) -> str:
         return failing_reason(since, self.settings.disable_after)
 
@@ -280,12 +302,15 @@ class Dispatcher:
         listener = found
         loop = asyncio.get_running_loop()
         while True:
+            connected = time.monotonic()
             try:
                 socket_fd = await asyncio.to_thread(listener.connect)
             except Exception as error:
-                log.warning("listening for new deliveries failed (%s); polling meanwhile", error)
+                # An unreachable database, told once by the store; polling finds the work meanwhile.
+                self.store.availability.failed(error, connected, counted=False)
                 await asyncio.sleep(LISTEN_RETRY_SECONDS)
                 continue
+            self.store.availability.answered(connected)
             lost = asyncio.Event()
             loop.add_reader(socket_fd, self._on_readable, listener, lost)
             try:
@@ -312,6 +337,8 @@ class Dispatcher:
                 )
                 if gone:
                     log.info("retention: pruned %d deliveries older than %gs", gone, self.settings.retention)
+            except Unavailable:
+                pass  # told by the store; pruned at the next round
             except Exception:
                 log.exception("pruning old deliveries failed")
             await asyncio.sleep(self.settings.prune_interval)
@@ -325,6 +352,8 @@ class Dispatcher:
                 erased = await self.store.run(webhooks.erase_expired_secrets)
                 if erased:
                     log.info("erased %d replaced webhook secrets whose overlap ended", erased)
+            except Unavailable:
+                pass  # told by the store; erased at the next round
             except Exception:
                 log.exception("erasing replaced webhook secrets failed; retrying")
 

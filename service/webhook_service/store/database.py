@@ -122,6 +122,67 @@ def _bind_thread(db: peewee.Database, box: SecretBox) -> None:
     secrets.bind_thread(box)
 
 
+class Availability:
+    """Whether the database answers, as a process's queries find it. An outage is told twice, once when the
+    first query fails and once when one succeeds again (how long it lasted, how many queries failed), rather
+    than at every failed query: dispatchers retry several times a second. Watchers (the process's health) hear
+    of each change. Used on the event loop only."""
+
+    def __init__(self) -> None:
+        self.answering = True
+        # When the last outage ended (monotonic): connections opened before then may be dead.
+        self.recovered = -math.inf
+        self._since = 0.0
+        self._failed = 0
+        self._watchers: list[Callable[[bool], None]] = []
+
+    def watch(self, watcher: Callable[[bool], None]) -> None:
+        """`watcher(answering)` is called at each change."""
+        self._watchers.append(watcher)
+
+    def failed(self, error: BaseException, connected: float, counted: bool = True) -> None:
+        """A query found the database unreachable on a connection opened at `connected` (monotonic);
+        `counted` False for what is not a query (the dispatcher's listening connection), which may begin an
+        outage but is not counted in it. A connection opened before the last outage ended is a leftover of
+        it, which begins nothing."""
+        if self.answering and connected < self.recovered:
+            return
+        if self.answering:
+            self.answering = False
+            self._since = time.monotonic()
+            self._failed = 0
+            log.warning(
+                "the database does not answer (%s); calls that need it fail with UNAVAILABLE until it does",
+                _first_line(error),
+            )
+            self._tell()
+        if counted:
+            self._failed += 1
+
+    def answered(self, connected: float) -> None:
+        """A query succeeded on a connection opened at `connected` (monotonic). One opened before the outage
+        began proves nothing: while a server shuts down, a connection it has yet to close still answers."""
+        if self.answering or connected < self._since:
+            return
+        self.answering = True
+        self.recovered = time.monotonic()
+        log.warning(
+            "the database answers again after %.1fs; %d queries failed meanwhile",
+            time.monotonic() - self._since,
+            self._failed,
+        )
+        self._tell()
+
+    def _tell(self) -> None:
+        for watcher in self._watchers:
+            watcher(self.answering)
+
+
+def _first_line(error: BaseException) -> str:
+    cause = error.__cause__ or error
+    return (str(cause).strip().splitlines() or [type(cause).__name__])[0]
+
+
 class Executor:
     """Runs blocking queries on a few threads, each with its own connection.
 
@@ -131,9 +192,12 @@ class Executor:
     the store holds; the dispatcher uses `run`, which is never refused.
     """
 
-    def __init__(self, db: peewee.Database, threads: int, box: SecretBox) -> None:
+    def __init__(
+        self, db: peewee.Database, threads: int, box: SecretBox, availability: Availability | None = None
+    ) -> None:
         self.db = db
         self.box = box
+        self.availability = availability or Availability()
         self._local = threading.local()
         self._pool = ThreadPoolExecutor(
             max_workers=threads, thread_name_prefix="store", initializer=_bind_thread, initargs=(db, box)
@@ -145,7 +209,25 @@ class Executor:
         pruning are few at a time and would only delay deliveries if refused, and for pings and redeliveries,
         which the cap on calls in progress bounds."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, functools.partial(self._guarded, fn, *args, **kwargs))
+        connected = [math.inf]
+        try:
+            result = await loop.run_in_executor(
+                self._pool, functools.partial(self._guarded, connected, fn, *args, **kwargs)
+            )
+        except Unavailable as error:
+            self.availability.failed(error, connected[0])
+            raise
+        except Exception:
+            # Any other failure (a domain error, a constraint) is an answer from the database.
+            self.availability.answered(connected[0])
+            raise
+        self.availability.answered(connected[0])
+        return result
+
+    def sibling(self, threads: int) -> Executor:
+        """Another executor with `threads` connections of their own to the same database, with the same key,
+        whose queries tell the same Availability."""
+        return Executor(self.db, threads, self.box, self.availability)
 
     async def admit(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """`run` for a caller of the API, refused with ResourceExhausted when the store already holds
@@ -153,22 +235,25 @@ class Executor:
         with self._api_calls.enter():
             return await self.run(fn, *args, **kwargs)
 
-    def _guarded(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    def _guarded(self, connected: list[float], fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """`fn`'s result; `connected[0]` is set to when the connection it runs on was opened."""
         try:
             self._revive_idle_connection()
+            if self.db.is_closed():
+                self._local.connected = time.monotonic()  # `fn` opens it
+            connected[0] = self._local.connected
             return fn(*args, **kwargs)
         except (peewee.OperationalError, peewee.InterfaceError) as error:
             # A lost connection must not stay cached on this thread.
             if not self.db.is_closed():
                 with contextlib.suppress(Exception):
                     self.db.close()
-            log.warning("database unavailable: %s", error)
             raise Unavailable("the database is unavailable; try again", Reason.DATABASE_UNAVAILABLE) from error
 
     def _revive_idle_connection(self) -> None:
-        """A server connection idle for a while may have died with a database restart: it is tried, and
-        replaced if dead, before a call relies on it. (A call is never retried blindly: a failure at COMMIT
-        could then store an event twice.)"""
+        """A server connection idle for a while, or opened before the last outage ended, may have died with a
+        database restart: it is tried, and replaced if dead, before a call relies on it. (A call is never
+        retried blindly: a failure at COMMIT could then store an event twice.)"""
         if isinstance(self.db, peewee.SqliteDatabase):
             return
         moment = time.monotonic()
@@ -176,7 +261,9 @@ class Executor:
         # Stamped also when no connection is open yet: this call opens one, so a thread that has served
         # a single call is checked like any other once that call is a while ago.
         self._local.used = moment
-        if self.db.is_closed() or idle < IDLE_CHECK_SECONDS:
+        if self.db.is_closed():
+            return
+        if idle < IDLE_CHECK_SECONDS and self._local.connected >= self.availability.recovered:
             return
         try:
             self.db.execute_sql("SELECT 1")  # type: ignore[no-untyped-call]

@@ -4,12 +4,18 @@
 grpcio-reflection serves v1alpha only. v1 is the same protocol under another package, its messages the
 same fields with the same numbers, so one servicer answers both; a v1 descriptor, made from the v1alpha
 one by renaming its package, lets reflection describe the v1 service as well.
+
+Reflection finds a symbol's file with the descriptor pool's FindFileContainingSymbol, which in protobuf's upb
+implementation knows every kind of symbol but a service's methods: `grpcurl describe
+webhooks.v1.WebhookService.GetWebhook` would be "Symbol not found". The pool handed to reflection looks
+methods up by themselves.
 """
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Iterable
+from typing import Any
 
 import grpc
 from google.protobuf import descriptor_pb2, descriptor_pool
@@ -42,10 +48,29 @@ def _register_v1_descriptor() -> None:
     descriptor_pool.Default().AddSerializedFile(file.SerializeToString())
 
 
+class _MethodsToo:
+    """The default pool, finding the file of a method as well as of any other symbol."""
+
+    def __init__(self, pool: descriptor_pool.DescriptorPool) -> None:
+        self._pool = pool
+
+    def FindFileContainingSymbol(self, symbol: str) -> Any:
+        try:
+            return self._pool.FindFileContainingSymbol(symbol)
+        except KeyError:
+            # Raises KeyError too when `symbol` is no method, which reflection answers with NOT_FOUND.
+            return self._pool.FindMethodByName(symbol).containing_service.file
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._pool, name)
+
+
 def enable_reflection(service_names: Iterable[str], server: grpc.aio.Server) -> None:
     """Reflection of `service_names` and of both reflection services, on `server`."""
     _register_v1_descriptor()
-    servicer = reflection.aio.ReflectionServicer((*service_names, V1, V1ALPHA))
+    servicer = reflection.aio.ReflectionServicer(
+        (*service_names, V1, V1ALPHA), pool=_MethodsToo(descriptor_pool.Default())
+    )
     reflection_pb2_grpc.add_ServerReflectionServicer_to_server(servicer, server)
     same_protocol = grpc.stream_stream_rpc_method_handler(
         servicer.ServerReflectionInfo,
