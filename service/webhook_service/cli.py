@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from webhook_service import __version__, handshakes, logs, operator
+from webhook_service import __version__, handshakes, logs
 from webhook_service.dispatch.settings import DEFAULT_RETRY_SCHEDULE, DispatchSettings
 from webhook_service.domain.access import Role, parse_organizations
 from webhook_service.domain.errors import NotFound, Unavailable
@@ -20,7 +20,7 @@ from webhook_service.flags import add_flag, count, duration, one_of, positive_co
 
 # The server, the database drivers and aiohttp take a second or more to import; the operator commands, which
 # need none of them, start without them, so the functions below import them where they are used. gRPC must
-# not be imported before handshakes.start_relay runs either.
+# not be imported before handshakes.trace_if_serving_tls runs either.
 if TYPE_CHECKING:
     from webhook_service.server import ServerSettings
     from webhook_service.store.tokens import TokenInfo
@@ -190,6 +190,8 @@ def build_parser() -> argparse.ArgumentParser:
         secret=True,
         metavar="TEXT",
     )
+    from webhook_service import operator  # imports gRPC: see handshakes.trace_if_serving_tls
+
     operator.register(commands)
     return parser
 
@@ -292,12 +294,16 @@ def _when(moment: Any) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    relay_handshakes = handshakes.trace_if_serving_tls(argv)
     parser = build_parser()
     args = parser.parse_args(argv)
+    from webhook_service import operator
+
     if args.command in operator.COMMANDS:
         return operator.run(args)
     log_format, log_level = getattr(args, "log_format", "text"), getattr(args, "log_level", "info")
-    if args.command == "serve" and args.tls_cert:
+    if relay_handshakes:
         handshakes.start_relay(log_format, log_level)
     import peewee
 
