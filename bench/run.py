@@ -372,16 +372,16 @@ class Drain:
     end_rss: PerProcess
 
 
-def measure_drain(run: ModeRun, hooks: int, parked: int = 0) -> Drain:
+def measure_drain(run: ModeRun, hooks: int, parked: int = 0, phase: str = "drain") -> Drain:
     """Deliveries per second from the first to the last arrival, with the service's CPU and memory.
 
     With separate dispatcher processes, the backlog is queued for inactive webhooks, which are activated once
     every process is up, so that no dispatcher starts ahead of the others; the single SQLite service finds its
     backlog due as it starts. `parked` more deliveries, due already, wait beside them on a webhook of another
-    organization that stays inactive: work the dispatchers must pass over."""
+    organization that stays inactive: work the dispatchers must pass over. `phase` names the run's database."""
     count = run.sizes.drain
     receiver = run.receiver
-    phase = f"drain-{hooks}" + (f"-parked-{parked}" if parked else "")
+    phase = f"{phase}-{hooks}" + (f"-parked-{parked}" if parked else "")
     database = run.database(phase)
     separate = run.mode.topology.dispatchers > 0
     clock = time.perf_counter()
@@ -712,7 +712,8 @@ def run_mode(run: ModeRun, phases: set[str]) -> ModeResult:
                 Row(f"memory idle, {run.sizes.pending:,} pending: RSS per process", f"{backlog.rss.breakdown()} MiB")
             )
     if "backlog" in phases:
-        rows += backlog_rows(run, measure_drain(run, 1), measure_drain(run, 1, parked=run.args.backlog))
+        alone = measure_drain(run, 1, phase="backlog")
+        rows += backlog_rows(run, alone, measure_drain(run, 1, parked=run.args.backlog, phase="backlog"))
     if peaks and not several:
         rows.append(Row("peak RSS (VmHWM) by phase", " / ".join(f"{p} {f.total:.1f}" for p, f in peaks) + " MiB"))
     elif peaks:

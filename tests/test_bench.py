@@ -31,13 +31,25 @@ def test_readme_commands_are_the_benchs_own() -> None:
     assert "--backlog N" in helped.stdout
 
 
-def test_backlog_and_paced_phases_print_their_targets() -> None:
+def test_drain_backlog_and_paced_phases_print_their_targets() -> None:
     done = bench(
-        *("--modes", "sqlite", "--phases", "paced", "--backlog", "300", "--drain", "200"),
+        *(
+            "--modes",
+            "sqlite",
+            "--phases",
+            "drain,paced",
+            "--backlog",
+            "300",
+            "--drain",
+            "200",
+            "--drain-webhooks",
+            "1",
+        ),
         *("--ceiling-posts", "100", "--ceiling-rounds", "1", "--rate", "50", "--paced-seconds", "1"),
     )
     assert done.returncode == 0, done.stdout + done.stderr
     rows = {line.split("  ")[0]: line for line in done.stdout.splitlines()}
+    assert ">= 0.8 x ceiling" in rows["drain: 200 queued, 1 webhook(s): deliveries completed"]
     paced = "paced 50 events/s"
     assert "p99 < 10 ms" in rows[f"{paced}: publish RPC p50 / p99"]
     assert "p99 < 50 ms" in rows[f"{paced}: publish-to-receipt p50 / p99"]
