@@ -18,12 +18,15 @@ from webhook_service.domain.payloads import event_kind
 from webhook_service.domain.routing import route
 from webhook_service.metrics import Metrics
 from webhook_service.store import events, webhooks
-from webhook_service.store.database import Executor
-from webhook_service.store.events import Published
+from webhook_service.store.database import Executor, Group
+from webhook_service.store.events import Publication, Published
 
 # The most webhooks of other stacks than the event's a dry run lists: an organization's stacks are not
 # bounded as the webhooks of one stack are, and these only ever answer OTHER_STACK.
 MAX_OTHER_STACK_WEBHOOKS = 1000
+# The most publishes committed together: enough that a store busy with one group gathers all that arrive
+# meanwhile at thousands a second, few enough that one group's transaction stays short.
+MAX_PUBLISH_GROUP = 128
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,7 @@ class Events:
         # Tells this process's dispatcher that deliveries are due, rather than letting it find them at its next poll.
         self._delivered = delivered
         self._metrics = metrics
+        self._publishing = Group(store, events.publish_all, MAX_PUBLISH_GROUP)
 
     async def publish(
         self,
@@ -68,18 +72,13 @@ class Events:
         request_id: str = "",
         rejected: Sequence[Violation] = (),
     ) -> Published:
-        """Answers only once the event and its deliveries are committed. `encoded_size` is the event's size
-        as its door received it."""
+        """Answers only once the event and its deliveries are committed, with those of the publishes
+        that came meanwhile. `encoded_size` is the event's size as its door received it."""
         check_operation(caller, "PublishEvent")
         event = _checked_event(caller, event, encoded_size, rejected, request_id)
         kind = event_kind(event)
-        published = await self._store.admit(
-            events.publish,
-            event,
-            kind,
-            functools.partial(route, event),
-            self._first_delay,
-            publish_key(request_id, event),
+        published = await self._publishing.submit(
+            Publication(event, kind, functools.partial(route, event), self._first_delay, publish_key(request_id, event))
         )
         if not published.replayed:
             self._metrics.published(kind)
