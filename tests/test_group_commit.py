@@ -3,13 +3,16 @@ is answered on its own once that transaction commits."""
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import TypeVar
 
 import grpc
+from cryptography.fernet import Fernet
 
 from tests import seed
 from tests.helpers import get_delivery, make_webhook, publish
@@ -20,8 +23,10 @@ from webhook_service.domain.names import Parent
 from webhook_service.domain.payloads import event_kind
 from webhook_service.domain.routing import route
 from webhook_service.store import events
+from webhook_service.store.database import Executor, Group, open_database
 from webhook_service.store.events import Publication, Published
 from webhook_service.store.models import EventRow
+from webhook_service.store.secrets import SecretBox
 from webhooks.v1 import event_service_pb2
 from webhooks_client import Client, field_violations
 
@@ -129,3 +134,23 @@ def test_a_publication_failing_after_its_writes_leaves_nothing_while_its_group_c
 
     assert sorted(server.run(store.run(stored))) == sorted(a.event_id for a in good)  # type: ignore[union-attr]
     assert len(receiver.wait_for(f"/{org}", 2)) == 2
+
+
+def test_a_call_made_as_soon_as_the_one_before_is_answered_is_answered_too(tmp_path: Path) -> None:
+    """The caller of a group's last item, woken by its answer, submits again before the runner's task has
+    finished being torn down: that call must start a runner of its own, not wait for one that is gone."""
+    store = Executor(open_database(f"sqlite:///{tmp_path / 'group.db'}"), 1, SecretBox(Fernet.generate_key()))
+    group: Group[int, int] = Group(store, lambda items: [item * 2 for item in items], 8)
+
+    async def one_after_another() -> list[int]:
+        answers = []
+        for number in range(5):
+            # Awaited in this very task (asyncio.wait_for would add a task, and with it the hop that hides this).
+            async with asyncio.timeout(10):
+                answers.append(await group.submit(number))
+        return answers
+
+    try:
+        assert asyncio.run(one_after_another()) == [0, 2, 4, 6, 8]
+    finally:
+        store.close()

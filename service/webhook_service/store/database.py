@@ -306,30 +306,38 @@ class Group(Generic[Item, T]):
         self._work = work
         self._most = most
         self._waiting: list[tuple[Item, asyncio.Future[T]]] = []
-        self._running: set[asyncio.Task[None]] = set()
+        self._runners = 0
+        self._tasks: set[asyncio.Task[None]] = set()
 
     async def submit(self, item: Item) -> T:
         """`item`'s answer, once the group it went with has run (and committed); raises what it failed with."""
         with self._store.admitted():
             answer: asyncio.Future[T] = asyncio.get_running_loop().create_future()
             self._waiting.append((item, answer))
-            if len(self._running) < self._store.threads:
+            if self._runners < self._store.threads:
+                self._runners += 1
                 task = asyncio.create_task(self._run())
-                self._running.add(task)
-                task.add_done_callback(self._running.discard)
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
             return await answer
 
     async def _run(self) -> None:
-        while self._waiting:
-            taken, self._waiting = self._waiting[: self._most], self._waiting[self._most :]
-            try:
-                results = await self._store.run(self._work, [item for item, _ in taken])
-            except Exception as error:  # the group's transaction failed: every call in it did
-                results = [error] * len(taken)
-            for (_, answer), result in zip(taken, results, strict=True):
-                if answer.done():  # its caller went away; its work stands
-                    continue
-                if isinstance(result, Exception):
-                    answer.set_exception(result)
-                else:
-                    answer.set_result(result)
+        try:
+            while self._waiting:
+                taken, self._waiting = self._waiting[: self._most], self._waiting[self._most :]
+                try:
+                    results = await self._store.run(self._work, [item for item, _ in taken])
+                except Exception as error:  # the group's transaction failed: every call in it did
+                    results = [error] * len(taken)
+                for (_, answer), result in zip(taken, results, strict=True):
+                    if answer.done():  # its caller went away; its work stands
+                        continue
+                    if isinstance(result, Exception):
+                        answer.set_exception(result)
+                    else:
+                        answer.set_result(result)
+        finally:
+            # Counted down with no await since the loop found nothing waiting: a call that comes after it
+            # starts a runner of its own. (A task's done callbacks run later, when such a call could already
+            # have found every runner still counted, and waited for ever.)
+            self._runners -= 1
