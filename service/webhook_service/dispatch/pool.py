@@ -345,11 +345,13 @@ class Dispatcher:
 
     async def _erase_loop(self) -> None:
         """Erases the secrets rotations replaced once their overlap ends; they stop signing at that moment
-        anyway, and this keeps them on disk at most `erase_interval` longer."""
+        anyway, and this keeps them on disk at most `erase_interval` longer (twice that for a copy that a
+        transaction running at the erasure kept)."""
+        erased = 0
         while True:
             await asyncio.sleep(self.settings.erase_interval)
             try:
-                erased = await self.store.run(webhooks.erase_expired_secrets)
+                erased = await self.store.run(webhooks.erase_expired_secrets, erased > 0)
                 if erased:
                     log.info("erased %d replaced webhook secrets whose overlap ended", erased)
             except Unavailable:

@@ -364,16 +364,20 @@ def of_organization(stack: Parent, other_stacks: int) -> tuple[list[Webhook], bo
     return [to_webhook(row) for row in rows], len(others) > other_stacks
 
 
-def erase_expired_secrets() -> int:
+def erase_expired_secrets(scrub_anyway: bool = False) -> int:
     """Overwrites the previous secrets whose overlap has ended, then has the engine drop the old row
-    versions, so no copy stays on disk; returns how many it erased. Until then they are read as none."""
+    versions, so no copy stays on disk; returns how many it erased. Until then they are read as none.
+
+    A scrub keeps the old versions a transaction running at that moment may still read (PostgreSQL's VACUUM
+    FULL copies them into the new file; SQLite cannot move a log that a reader holds): `scrub_anyway` scrubs
+    although nothing new was erased, for the round after one that erased, once those transactions are over."""
     with transaction():
         erased = int(
             WebhookRow.update(previous_secret="", previous_secret_expire_time=None)
             .where(WebhookRow.previous_secret_expire_time <= now())
             .execute()
         )
-    if erased:
+    if erased or scrub_anyway:
         scrub_freed_space()
     return erased
 
