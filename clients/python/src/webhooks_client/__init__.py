@@ -26,7 +26,14 @@ from webhooks.v1.event_pb2 import (
     UpdateKind,
     UpdateResult,
 )
-from webhooks.v1.event_service_pb2 import PublishEventRequest, PublishEventResponse
+from webhooks.v1.event_service_pb2 import (
+    MismatchReason,
+    PublishEventRequest,
+    PublishEventResponse,
+    TestEventMatchRequest,
+    TestEventMatchResponse,
+    WebhookMatch,
+)
 from webhooks.v1.webhook_pb2 import Ordering, Webhook, WebhookFilter, WebhookFormat, WebhookGroup
 from webhooks.v1.webhook_service_pb2 import (
     CreateWebhookRequest,
@@ -77,6 +84,7 @@ __all__ = [
     "ListWebhookDeliveriesResponse",
     "ListWebhooksRequest",
     "ListWebhooksResponse",
+    "MismatchReason",
     "Ordering",
     "PingWebhookRequest",
     "PublishEventRequest",
@@ -88,6 +96,8 @@ __all__ = [
     "RotateWebhookSecretResponse",
     "StackAction",
     "StackEvent",
+    "TestEventMatchRequest",
+    "TestEventMatchResponse",
     "UpdateEvent",
     "UpdateKind",
     "UpdateResult",
@@ -102,6 +112,7 @@ __all__ = [
     "WebhookFilter",
     "WebhookFormat",
     "WebhookGroup",
+    "WebhookMatch",
     "error_info",
     "error_reason",
     "field_violations",
