@@ -19,7 +19,7 @@ def run(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
 OPERATOR_COMMANDS = (
     [f"hooks {verb}" for verb in ("list", "get", "create", "update", "delete", "ping")]
     + [f"deliveries {verb}" for verb in ("list", "get", "redeliver", "recover")]
-    + ["publish"]
+    + ["publish", "tail"]
 )
 
 
@@ -82,6 +82,18 @@ def test_every_flag_has_help_a_typed_placeholder_and_a_real_default(command: str
         assert "--since TIME" in text and "2024-05-01T00:00:00Z, or a duration ago such as 2h" in text
     if command == "publish":
         assert "FILE" in text and "webhooks.v1.Event in proto JSON" in text
+        assert "--dry-run store and send nothing" in text
+    if command == "tail":
+        for shown in (
+            "PARENT",
+            "--state STATE",
+            "pending, succeeded or failed; repeatable, or comma-separated",
+            "--for DURATION",
+            "--timeout DURATION time allowed for the watch to be in place",
+            "each answer in proto JSON, one object a line",
+            "NO_COLOR",
+        ):
+            assert shown in text, (shown, text)
 
 
 def test_a_bad_value_says_what_is_accepted() -> None:

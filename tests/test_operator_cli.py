@@ -7,8 +7,10 @@ import contextlib
 import io
 import json
 import os
+import re
 import shlex
 import subprocess
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +19,7 @@ from typing import Any
 from google.protobuf import json_format
 
 from tests import seed
-from tests.helpers import wait_for_delivery
+from tests.helpers import delivery_id, get_delivery, wait_for_delivery
 from tests.support.certs import Authority
 from tests.support.process import webhooks_command
 from tests.support.receiver import Receiver, Reply
@@ -107,7 +109,6 @@ def test_create_get_list_update_and_delete_a_webhook(server: RunningServer, tmp_
     secret_file = tmp_path / "secret"
     secret_file.write_text("s3cr3t-from-a-file\n")
     stack = f"organizations/{org}/projects/website/stacks/prod"
-    # ordering's effect belongs to the dispatcher; here the flag only has to be taken.
     created = as_admin(
         server,
         *shlex.split(
@@ -125,6 +126,7 @@ def test_create_get_list_update_and_delete_a_webhook(server: RunningServer, tmp_
     assert hook["filters"] == ["WEBHOOK_FILTER_UPDATE_FAILED", "WEBHOOK_FILTER_DESTROY_FAILED"]
     assert hook["groups"] == ["WEBHOOK_GROUP_DEPLOYMENTS"]
     assert hook["active"] is False
+    assert hook["ordering"] == "ORDERING_PER_STACK"
     assert hook["has_secret"] is True
     assert "s3cr3t" not in created.out
 
@@ -134,6 +136,7 @@ def test_create_get_list_update_and_delete_a_webhook(server: RunningServer, tmp_
     assert field(shown, "active") == "no"
     assert field(shown, "format") == "slack"
     assert field(shown, "events") == "filters update-failed, destroy-failed; groups deployments"
+    assert field(shown, "ordering") == "per-stack"
     assert field(shown, "secret") == "set"
     assert field(shown, "created").endswith("ago)") or field(shown, "created").endswith("(just now)")
     assert field(shown, "etag") == hook["etag"]
@@ -142,6 +145,7 @@ def test_create_get_list_update_and_delete_a_webhook(server: RunningServer, tmp_
     assert row["NAME"] == name
     assert row["ACTIVE"] == "no"
     assert row["FORMAT"] == "slack"
+    assert row["ORDERING"] == "per-stack"
     assert row["URL"] == "https://hooks.example.com/prod"
     assert row["DISPLAY NAME"] == "Prod failures"
     listed = as_admin(server, "hooks", "list", stack, "--output", "json").json()
@@ -161,6 +165,9 @@ def test_create_get_list_update_and_delete_a_webhook(server: RunningServer, tmp_
     emptied = as_admin(server, "hooks", "update", name, "--filters", "", "--groups", "", "--output", "json").json()
     assert emptied["filters"] == [] and emptied["groups"] == []
     assert field(as_admin(server, "hooks", "get", name).lines, "events") == "every event"
+    unordered = as_admin(server, "hooks", "update", name, "--ordering", "unordered", "--output", "json").json()
+    assert unordered["ordering"] == "ORDERING_UNSPECIFIED"
+    assert field(as_admin(server, "hooks", "get", name).lines, "ordering") == "unordered"
 
     stale = as_admin(server, "hooks", "update", name, "--etag", hook["etag"], "--display-name", "Lost")
     assert stale.code == 64 + 10
@@ -270,6 +277,137 @@ def test_publish_ping_and_the_delivery_log(server: RunningServer, receiver: Rece
     assert all(not received.refused for received in receiver.wait_for(path, 4))
 
 
+def test_per_stack_ordering_set_by_the_cli_holds_a_stacks_later_event_back(
+    start_server: Start, receiver: Receiver, org: str, tmp_path: Path
+) -> None:
+    """The first event's delivery fails once and is retried after 0.5 s; unordered, the second event's would go
+    out meanwhile."""
+    server = start_server(retry_schedule=(0.0, 0.5))
+    path = f"/cli-ordered-{org}"
+    receiver.script(path, [Reply(status=500), Reply()])
+    stack = f"organizations/{org}/projects/website/stacks/prod"
+    created = as_admin(
+        server,
+        *("hooks", "create", stack, "--display-name", "O", "--url", receiver.url(path), "--ordering", "per-stack"),
+    )
+    name = field(created.lines, "name")
+    event_file = tmp_path / "event.json"
+    event_file.write_text(event_json(org))
+    published = [as_admin(server, "publish", str(event_file)).lines[1] for _ in range(2)]
+    received = receiver.wait_for(path, 3)
+    assert [request.headers["Pulumi-Webhook-ID"] for request in received] == [
+        delivery_id(published[0]),
+        delivery_id(published[0]),
+        delivery_id(published[1]),
+    ]
+    assert field(as_admin(server, "hooks", "get", name).lines, "ordering") == "per-stack"
+
+
+def test_health_in_get_list_and_json(start_server: Start, receiver: Receiver, org: str, tmp_path: Path) -> None:
+    """A delivery that fails and waits an hour for its retry, then one that succeeds."""
+    server = start_server(retry_schedule=(0.0, 3600.0))
+    path = f"/cli-health-{org}"
+    receiver.script(path, [Reply(status=500), Reply()])
+    parent = f"organizations/{org}"
+    name = field(
+        as_admin(server, "hooks", "create", parent, "--display-name", "H", "--url", receiver.url(path)).lines, "name"
+    )
+    event_file = tmp_path / "event.json"
+    event_file.write_text(event_json(org))
+    shown = as_admin(server, "hooks", "get", name).lines
+    assert (field(shown, "last success"), field(shown, "failing since"), field(shown, "pending")) == (
+        "-",
+        "-",
+        "0 deliveries",
+    )
+    assert field(shown, "last 24 hours") == "0 attempts succeeded, 0 failed"
+
+    [failing] = as_admin(server, "publish", str(event_file)).lines[1:]
+    with server.client() as client:
+        deadline = time.monotonic() + 15
+        while get_delivery(client, failing).attempt_count == 0:
+            assert time.monotonic() < deadline, "the first attempt was not recorded"
+            time.sleep(0.05)
+    shown = as_admin(server, "hooks", "get", name).lines
+    assert field(shown, "last success") == "-"
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ \((just now|\d+s ago)\)", field(shown, "failing since"))
+    assert field(shown, "pending") == "1 delivery"
+    assert field(shown, "last 24 hours") == "0 attempts succeeded, 1 failed"
+
+    [succeeding] = as_admin(server, "publish", str(event_file)).lines[1:]
+    with server.client() as client:
+        wait_for_delivery(client, succeeding)
+    shown = as_admin(server, "hooks", "get", name).lines
+    assert field(shown, "last success") != "-"
+    assert field(shown, "failing since") == "-"
+    assert field(shown, "pending") == "1 delivery"
+    assert field(shown, "last 24 hours") == "1 attempt succeeded, 1 failed"
+    [row] = table(as_admin(server, "hooks", "list", parent).lines)
+    assert row["LAST SUCCESS"] in ("just now", *(f"{n}s ago" for n in range(60)))
+    assert (row["FAILING SINCE"], row["PENDING"], row["24H OK/FAILED"]) == ("-", "1", "1/1")
+    assert row["ORDERING"] == "unordered"
+    [listed] = as_admin(server, "hooks", "list", parent, "--output", "json").json()["webhooks"]
+    assert "last_success_time" in listed and "failing_since" not in listed
+    assert (listed["pending_deliveries"], listed["succeeded_attempts_24h"], listed["failed_attempts_24h"]) == (
+        "1",
+        "1",
+        "1",
+    )
+
+
+def test_publish_dry_run_explains_each_webhook_and_stores_nothing(
+    server: RunningServer, org: str, tmp_path: Path
+) -> None:
+    parent = f"organizations/{org}"
+    prod, dev = f"{parent}/projects/website/stacks/prod", f"{parent}/projects/website/stacks/dev"
+    for hook_parent, hook_id, flags in (
+        (parent, "all", ()),
+        (parent, "off", ("--no-active",)),
+        (prod, "failures", ("--filters", "update-failed")),
+        (dev, "dev", ()),
+    ):
+        created = as_admin(
+            server,
+            *("hooks", "create", hook_parent, "--id", hook_id, "--display-name", hook_id),
+            *("--url", "https://hooks.example.com/x", *flags),
+        )
+        assert created.code == 0, created.err
+    event_file = tmp_path / "event.json"
+    event_file.write_text(event_json(org))
+
+    done = as_admin(server, "publish", str(event_file), "--dry-run")
+    assert done.lines[0] == "dry run, nothing stored or sent: 1 of 4 webhooks would receive the event"
+    rows = {row["WEBHOOK"]: row for row in table(done.lines[1:])}
+    assert {hook: (row["MATCHED"], row["REASON"]) for hook, row in rows.items()} == {
+        f"{parent}/webhooks/all": ("yes", "-"),
+        f"{parent}/webhooks/off": ("no", "inactive"),
+        f"{prod}/webhooks/failures": ("no", "filter"),
+        f"{dev}/webhooks/dev": ("no", "other-stack"),
+    }
+    assert "update_failed" in rows[f"{prod}/webhooks/failures"]["DETAIL"]
+    assert "website/dev" in rows[f"{dev}/webhooks/dev"]["DETAIL"]
+    assert done.err == ""
+
+    # As a script reads it; a reader, who may not publish, may ask.
+    as_reader = {**env_of(server), "WEBHOOKS_TOKEN": create_token(server.settings.database, "reader", org)}
+    answer = console("publish", "--dry-run", "--output", "json", stdin=event_json(org), **as_reader).json()
+    assert [(match["webhook"], match["matched"], match["reason"]) for match in answer["matches"]] == [
+        (f"{dev}/webhooks/dev", False, "MISMATCH_REASON_OTHER_STACK"),
+        (f"{prod}/webhooks/failures", False, "MISMATCH_REASON_FILTER"),
+        (f"{parent}/webhooks/all", True, "MISMATCH_REASON_UNSPECIFIED"),
+        (f"{parent}/webhooks/off", False, "MISMATCH_REASON_INACTIVE"),
+    ]
+    assert answer["other_stacks_truncated"] is False
+    assert console("publish", stdin=event_json(org), **as_reader).code == PERMISSION_DENIED
+
+    # Nothing was stored: the webhook that would receive the event has no delivery.
+    stored = as_admin(server, "deliveries", "list", f"{parent}/webhooks/all", "--output", "json").json()
+    assert stored["deliveries"] == []
+    both = as_admin(server, "publish", str(event_file), "--dry-run", "--request-id", "r1")
+    assert both.code == 2
+    assert both.err == "webhooks publish: --request-id has no use with --dry-run, which stores nothing\n"
+
+
 def _verify(secret: str, headers: dict[str, str], body: bytes) -> None:
     if not verify_signature(secret, body, headers.get("Pulumi-Webhook-Signature", "")):
         raise ValueError("signature does not verify")
@@ -299,9 +437,7 @@ def test_recover_queues_failed_deliveries_again(start_server: Start, receiver: R
     ].startswith("\x1b[2J")
 
     receiver.script(path, [Reply()])
-    assert as_admin(server, "deliveries", "recover", name, "--since", "1h").lines == [
-        "queued 1 failed deliveries again"
-    ]
+    assert as_admin(server, "deliveries", "recover", name, "--since", "1h").lines == ["queued 1 failed delivery again"]
     with server.client() as client:
         wait_for_delivery(client, delivery)
     # Nothing failed is left, and the count is in the JSON even when it is 0.

@@ -64,16 +64,30 @@ def test_rotation_and_recovery_run_as_written(server: RunningServer) -> None:
 
 
 def test_operator_commands_run_as_written(server: RunningServer) -> None:
+    """The tail in the background lasts its 15 s whatever the rest takes, and the script waits for it."""
     [script] = re.findall(r"```sh\n(.*?)```", section("Command line"), re.S)
     with walk_through_receiver() as (receiver, receiver_address):
-        done = run_script(script, grpc_replacements(server, receiver_address))
+        done = run_script(script, grpc_replacements(server, receiver_address), timeout=120)
         assert done.returncode == 0, done.stdout + done.stderr
-        assert done.stderr == ""
-        assert "organizations/acme/webhooks/cli-events  yes     raw" in done.stdout
+        assert done.stderr == "webhooks tail: watching organizations/acme for 15s\n"
+        assert "organizations/acme/webhooks/cli-events  yes     raw     unordered" in done.stdout
         assert "events:         filters update-failed, destroy-failed; groups deployments" in done.stdout
+        assert "ordering:       per-stack" in done.stdout
+        # The dry run: both new webhooks would receive the failed update.
+        assert re.search(r"^dry run, nothing stored or sent: \d+ of \d+ webhooks would receive", done.stdout, re.M)
+        assert re.search(r"^organizations/acme/webhooks/cli-events +yes +- +it has no filters", done.stdout, re.M)
+        assert re.search(
+            r"^organizations/acme/projects/website/stacks/prod/webhooks/cli-failures +yes +- +its filter update_failed",
+            done.stdout,
+            re.M,
+        )
         assert "published event " in done.stdout and ": 2 deliveries queued" in done.stdout
+        # The tail's lines for the event's two deliveries, each below the organization.
+        attempt = r"^\d\d:\d\d:\d\d  {} +stack_update +attempt 1 +200 +\S+ +succeeded$"
+        assert re.search(attempt.format(r"cli-events/[0-9a-f]+"), done.stdout, re.M), done.stdout
+        assert re.search(attempt.format(r"website/prod/cli-failures/[0-9a-f]+"), done.stdout, re.M), done.stdout
         assert "kind:           ping" in done.stdout
-        assert re.search(r"^queued \d+ failed deliveries again$", done.stdout, re.M)
+        assert re.search(r"^queued \d+ failed deliver(y|ies) again$", done.stdout, re.M)
         assert "display name:   CLI, paused" in done.stdout
         assert "deleted organizations/acme/projects/website/stacks/prod/webhooks/cli-failures" in done.stdout
         deadline = time.monotonic() + 5

@@ -12,32 +12,40 @@ import contextlib
 import os
 import sys
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, TextIO
 
 import grpc
 
-from webhook_service.operator import deliveries, hooks, publish
+from webhook_service.operator import deliveries, hooks, publish, tail
 from webhook_service.operator.command import UsageError, connect
 from webhook_service.operator.show import one_line, print_json
 from webhooks_client import error_reason, violations
 
-COMMANDS = ("hooks", "deliveries", "publish")
+COMMANDS = ("hooks", "deliveries", "publish", "tail")
 USAGE = 2
 RPC_FAILED = 64
-# As a shell reports a command ended by SIGINT.
+# As a shell reports a command ended by SIGINT, or by SIGPIPE (its reader went away, as `| head` does).
 INTERRUPTED = 130
+BROKEN_PIPE = 141
 
 
 def register(commands: Any) -> None:
     hooks.register(commands)
     deliveries.register(commands)
     publish.register(commands)
+    tail.register(commands)
 
 
 def run(args: argparse.Namespace) -> int:
     try:
         with _without_grpc_logs(), connect(args) as client:
             response = args.call(client, args)
+        # A stream has shown what it got as it came.
+        if response is not None:
+            if args.output == "json":
+                print_json(response)
+            else:
+                args.show(response, args)
     except UsageError as error:
         print(f"{args.command_name}: {error}", file=sys.stderr)
         return USAGE
@@ -47,11 +55,19 @@ def run(args: argparse.Namespace) -> int:
         return RPC_FAILED + int(code.value[0])
     except KeyboardInterrupt:
         return INTERRUPTED
-    if args.output == "json":
-        print_json(response)
-    else:
-        args.show(response, args)
+    except BrokenPipeError:
+        _discard_output()
+        return BROKEN_PIPE
     return 0
+
+
+def _discard_output() -> None:
+    """Nothing reads standard output any more: what is left in its buffer goes nowhere, rather than into a
+    second BrokenPipeError as Python flushes it on exit."""
+    with contextlib.suppress(OSError, ValueError):
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, sys.stdout.fileno())
+        os.close(null)
 
 
 @contextlib.contextmanager
@@ -67,10 +83,26 @@ def _without_grpc_logs() -> Iterator[None]:
     try:
         with open(os.devnull, "w") as null:
             os.dup2(null.fileno(), 2)
-        yield
+        with contextlib.ExitStack() as stack:
+            if _writes_to(sys.stderr, 2):
+                # The command's own lines, such as a stream's notes, still reach standard error.
+                own = sys.stderr
+                terminal = stack.enter_context(
+                    open(kept, "w", buffering=1, encoding=own.encoding, errors=own.errors, closefd=False)
+                )
+                stack.enter_context(contextlib.redirect_stderr(terminal))
+            yield
     finally:
         os.dup2(kept, 2)
         os.close(kept)
+
+
+def _writes_to(stream: TextIO, descriptor: int) -> bool:
+    try:
+        return stream.fileno() == descriptor
+    except (AttributeError, OSError, ValueError):
+        # A stream of the caller's, such as a test's StringIO.
+        return False
 
 
 def describe(error: grpc.RpcError) -> str:

@@ -7,6 +7,7 @@ import argparse
 from typing import Any
 
 from webhooks_client import (
+    MismatchReason,
     Ordering,
     WebhookDeliveryState,
     WebhookDeliveryView,
@@ -61,5 +62,6 @@ FORMATS = Choices(WebhookFormat, "WEBHOOK_FORMAT_", zero="raw")
 FILTERS = Choices(WebhookFilter, "WEBHOOK_FILTER_")
 GROUPS = Choices(WebhookGroup, "WEBHOOK_GROUP_")
 ORDERINGS = Choices(Ordering, "ORDERING_", zero="unordered")
+REASONS = Choices(MismatchReason, "MISMATCH_REASON_")
 STATES = Choices(WebhookDeliveryState, "WEBHOOK_DELIVERY_STATE_")
 VIEWS = Choices(WebhookDeliveryView, "WEBHOOK_DELIVERY_VIEW_")

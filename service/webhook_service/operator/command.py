@@ -22,8 +22,9 @@ WEBHOOK_HELP = "the webhook's name: PARENT/webhooks/ID, as `hooks list` shows it
 DELIVERY_HELP = "the delivery's name: WEBHOOK/deliveries/ID, as `deliveries list` shows it"
 
 
-# What a command does: one call or a few, returning the response to show.
-Call = Callable[[Client, argparse.Namespace], Message]
+# What a command does: one call or a few, returning the response to show; a stream shows each answer as it
+# comes, and returns None.
+Call = Callable[[Client, argparse.Namespace], Message | None]
 # How a person sees the response.
 Show = Callable[[Any, argparse.Namespace], None]
 
@@ -33,16 +34,17 @@ class UsageError(Exception):
 
 
 def command(
-    commands: Any, name: str, help: str, call: Call, show: Show, epilog: str | None = None
+    commands: Any, name: str, help: str, call: Call, show: Show | None, epilog: str | None = None
 ) -> argparse.ArgumentParser:
-    """A command that makes a call with `call` and shows its result with `show`, or as JSON."""
+    """A command that makes a call with `call` and shows its result with `show`, or as JSON; without `show`,
+    a stream, whose call shows what it gets as it comes, a line at a time."""
     parser: argparse.ArgumentParser = commands.add_parser(name, help=help, description=help, epilog=epilog)
     parser.set_defaults(call=call, show=show, command_name=parser.prog)
-    _add_common_flags(parser.add_argument_group("connection and output"))
+    _add_common_flags(parser.add_argument_group("connection and output"), stream=show is None)
     return parser
 
 
-def _add_common_flags(parser: argparse._ArgumentGroup) -> None:
+def _add_common_flags(parser: argparse._ArgumentGroup, stream: bool) -> None:
     add_flag(parser, "--server", "the service's gRPC address", DEFAULT_SERVER, metavar="HOST:PORT")
     add_flag(parser, "--token", "API token, sent as `authorization: Bearer`", secret=True, metavar="TOKEN")
     add_flag(parser, "--token-file", "file holding the API token, such as serve's data/admin-token", type=Path)
@@ -55,11 +57,18 @@ def _add_common_flags(parser: argparse._ArgumentGroup) -> None:
         type=Path,
     )
     add_flag(parser, "--tls-client-key", "PEM private key of --tls-client-cert", type=Path)
-    add_flag(parser, "--timeout", "time allowed for each call", f"{DEFAULT_TIMEOUT:g}s", type=duration)
+    add_flag(
+        parser,
+        "--timeout",
+        "time allowed for the watch to be in place" if stream else "time allowed for each call",
+        f"{DEFAULT_TIMEOUT:g}s",
+        type=duration,
+    )
     add_flag(
         parser,
         "--output",
-        "table for people, or json for scripts: the response in proto JSON, one document",
+        "table for people, or json for scripts: "
+        + ("each answer in proto JSON, one object a line" if stream else "the response in proto JSON, one document"),
         "table",
         type=one_of(OUTPUTS, "format"),
         metavar="FORMAT",

@@ -33,24 +33,12 @@ def register(commands: Any) -> None:
         verbs, "list", "list a webhook's deliveries, newest first, with each one's latest outcome", _list, _table
     )
     listing.add_argument("parent", metavar="WEBHOOK", help=WEBHOOK_HELP)
-    listing.add_argument(
-        "--view",
-        type=VIEWS.parse,
-        default=0,
-        metavar="VIEW",
-        help=f"{VIEWS.names}: full adds payloads and attempts to JSON",
-    )
+    _add_view_flag(listing, "full adds payloads and attempts to JSON")
     add_page_flags(listing)
 
     get = command(verbs, "get", "show one delivery with every attempt and its payload", _get, show_delivery)
     get.add_argument("name", metavar="DELIVERY", help=DELIVERY_HELP)
-    get.add_argument(
-        "--view",
-        type=VIEWS.parse,
-        default=0,
-        metavar="VIEW",
-        help=f"{VIEWS.names}: basic leaves out payload and attempts",
-    )
+    _add_view_flag(get, "basic leaves out payload and attempts")
 
     redeliver = command(
         verbs,
@@ -195,4 +183,4 @@ def _pretty(payload: str) -> str:
 
 
 def _recovered(response: RecoverWebhookDeliveriesResponse, args: argparse.Namespace) -> None:
-    print(f"queued {response.recovered_count} failed deliveries again")
+    print(f"queued {show.counted(response.recovered_count, 'failed delivery', 'failed deliveries')} again")

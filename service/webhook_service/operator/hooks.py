@@ -224,15 +224,28 @@ def _table(response: ListWebhooksResponse, args: argparse.Namespace) -> None:
             hook.name,
             _active(hook),
             FORMATS.label(hook.format),
+            ORDERINGS.label(hook.ordering),
             hook.payload_url,
             show.when(hook, "last_success_time"),
             show.when(hook, "failing_since"),
             str(hook.pending_deliveries),
+            f"{hook.succeeded_attempts_24h}/{hook.failed_attempts_24h}",
             hook.display_name,
         )
         for hook in response.webhooks
     ]
-    headers = ("NAME", "ACTIVE", "FORMAT", "URL", "LAST SUCCESS", "FAILING SINCE", "PENDING", "DISPLAY NAME")
+    headers = (
+        "NAME",
+        "ACTIVE",
+        "FORMAT",
+        "ORDERING",
+        "URL",
+        "LAST SUCCESS",
+        "FAILING SINCE",
+        "PENDING",
+        "24H OK/FAILED",
+        "DISPLAY NAME",
+    )
     show.listing(headers, rows, response, f"webhooks under {args.parent}")
 
 
@@ -260,10 +273,11 @@ def show_webhook(hook: Webhook, args: argparse.Namespace) -> None:
             ("secret", secret),
             ("last success", show.moment(hook, "last_success_time")),
             ("failing since", show.moment(hook, "failing_since")),
-            ("pending", f"{hook.pending_deliveries} deliveries"),
+            ("pending", show.counted(hook.pending_deliveries, "delivery", "deliveries")),
             (
                 "last 24 hours",
-                f"{hook.succeeded_attempts_24h} attempts succeeded, {hook.failed_attempts_24h} failed",
+                f"{show.counted(hook.succeeded_attempts_24h, 'attempt', 'attempts')} succeeded, "
+                f"{hook.failed_attempts_24h} failed",
             ),
             ("created", show.moment(hook, "create_time")),
             ("updated", show.moment(hook, "update_time")),

@@ -20,14 +20,14 @@ _BREAKS = re.compile(r"\r\n|[\r\n\t]")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
-def print_json(message: Message) -> None:
+def print_json(message: Message, indent: int | None = 2) -> None:
     """Field names as the .proto spells them, as grpcurl prints them; fields at their default are printed
-    too, so a script finds every key (`"recovered_count": 0`, `"filters": []`)."""
-    print(
-        json_format.MessageToJson(
-            message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True, indent=2
-        )
+    too, so a script finds every key (`"recovered_count": 0`, `"filters": []`). Without `indent`, on one
+    line, as a stream prints each answer; flushed, so a pipe gets each as it comes."""
+    text = json_format.MessageToJson(
+        message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True, indent=indent
     )
+    print(text, flush=True)
 
 
 def table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> None:
@@ -68,6 +68,14 @@ def when(owner: Message, field: str) -> str:
     return relative(moment.ToDatetime(datetime.UTC), datetime.datetime.now(datetime.UTC))
 
 
+def clock(owner: Message, field: str) -> str:
+    """`field` of `owner` as the local time of day, 14:03:27: when each answer of a stream happened."""
+    if not owner.HasField(field):
+        return NONE
+    stamp: Timestamp = getattr(owner, field)
+    return stamp.ToDatetime(datetime.UTC).astimezone().strftime("%H:%M:%S")
+
+
 def moment(owner: Message, field: str) -> str:
     """`field` of `owner` as a UTC time and relative to now: 2024-05-01T10:00:00Z (3m ago)."""
     if not owner.HasField(field):
@@ -101,6 +109,11 @@ def took(duration: Duration) -> str:
 
 def code(response_code: int) -> str:
     return str(response_code) if response_code else NONE
+
+
+def counted(count: int, one: str, many: str) -> str:
+    """`1 delivery`, `2 deliveries`."""
+    return f"{count} {one if count == 1 else many}"
 
 
 def yes(value: bool) -> str:
