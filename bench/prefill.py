@@ -54,8 +54,9 @@ def prefill(
     due_in: float = 0.0,
     hooks: int = 1,
     active: bool = True,
+    organization: str = "prefill",
 ) -> None:
-    """Stores one webhook per `hooks` under organization `prefill` and `count` pending deliveries spread over
+    """Stores one webhook per `hooks` under `organization` and `count` pending deliveries spread over
     them, each with its event, as `events.publish` would; they fall due `due_in` seconds from now. `home` is
     the folder the service will run in. Webhooks stored inactive hold their deliveries back until `activate`.
 
@@ -67,7 +68,7 @@ def prefill(
     db = open_database(database)
     try:
         with db.connection_context():
-            parent = Parent("prefill")
+            parent = Parent(organization)
             rows = []
             for number in range(hooks):
                 webhook_id = f"hook-{number}"
@@ -125,11 +126,12 @@ def vacuum_analyze(db: PostgresqlDatabase) -> None:
         db.execute_sql(f"VACUUM ANALYZE {table._meta.table_name}")  # type: ignore[no-untyped-call]
 
 
-def activate(database: str) -> int:
-    """Makes every webhook active, in one transaction, which lets the dispatchers have their deliveries."""
+def activate(database: str, organization: str = "prefill") -> int:
+    """Makes every webhook of `organization` active, in one transaction, which lets the dispatchers have their
+    deliveries."""
     db = open_database(database)
     try:
         with db.connection_context(), transaction():
-            return int(WebhookRow.update(active=True).execute())
+            return int(WebhookRow.update(active=True).where(WebhookRow.organization == organization).execute())
     finally:
         db.close()

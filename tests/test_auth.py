@@ -17,7 +17,7 @@ from tests.helpers import WS, make_webhook, publish, rpc_error, wait_for_deliver
 from tests.support.receiver import Receiver
 from tests.support.running import RunningServer
 from tests.support.tokens import create_token, tokens_command
-from webhooks.v1 import webhook_pb2, webhook_service_pb2_grpc
+from webhooks.v1 import event_service_pb2, webhook_pb2, webhook_service_pb2_grpc
 from webhooks_client import Client
 
 OWN, FOREIGN = "own-org", "foreign-org"
@@ -86,6 +86,18 @@ def _redeliver(client: Client, admin: Client, receiver: Receiver, org: str) -> A
     return client.webhooks.RedeliverWebhookDelivery(WS.RedeliverWebhookDeliveryRequest(name=name))
 
 
+def _watch(client: Client, admin: Client, receiver: Receiver, org: str) -> Any:
+    """The first attempt a watch sees: a ping made once it is in place (or, refused, its error)."""
+    hook = fixture_hook(admin, receiver, org)[0]
+    call = client.watch_webhook_deliveries(hook, timeout=30)
+    call.initial_metadata()
+    admin.webhooks.PingWebhook(WS.PingWebhookRequest(name=hook))
+    try:
+        return next(call)
+    finally:
+        call.cancel()
+
+
 def _rotate(client: Client, admin: Client, receiver: Receiver, org: str) -> Any:
     name = fixture_hook(admin, receiver, org)[0]
     return client.webhooks.RotateWebhookSecret(WS.RotateWebhookSecretRequest(name=name, secret="rotated"))
@@ -101,6 +113,11 @@ def _publish(client: Client, admin: Client, receiver: Receiver, org: str) -> Any
     return publish(client, seed.update_event(stack=f"organizations/{org}/projects/p/stacks/s"))
 
 
+def _test_match(client: Client, admin: Client, receiver: Receiver, org: str) -> Any:
+    event = seed.update_event(stack=f"organizations/{org}/projects/p/stacks/s")
+    return client.events.TestEventMatch(event_service_pb2.TestEventMatchRequest(event=event))
+
+
 CALLS: dict[str, Call] = {
     "CreateWebhook": _create,
     "GetWebhook": _get,
@@ -113,12 +130,21 @@ CALLS: dict[str, Call] = {
     "RedeliverWebhookDelivery": _redeliver,
     "RotateWebhookSecret": _rotate,
     "RecoverWebhookDeliveries": _recover,
+    "WatchWebhookDeliveries": _watch,
     "PublishEvent": _publish,
+    "TestEventMatch": _test_match,
 }
 ALLOWED = {
     "admin": set(CALLS),
     "publisher": {"PublishEvent"},
-    "reader": {"GetWebhook", "ListWebhooks", "GetWebhookDelivery", "ListWebhookDeliveries"},
+    "reader": {
+        "GetWebhook",
+        "ListWebhooks",
+        "GetWebhookDelivery",
+        "ListWebhookDeliveries",
+        "WatchWebhookDeliveries",
+        "TestEventMatch",
+    },
 }
 
 

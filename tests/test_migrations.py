@@ -13,7 +13,7 @@ import pytest
 from playhouse.db_url import connect
 
 from tests import seed
-from tests.helpers import WS
+from tests.helpers import WS, wait_for_delivery
 from tests.support.databases import Databases
 from tests.support.process import ServiceProcess
 from tests.support.receiver import Receiver
@@ -93,6 +93,13 @@ def test_an_older_database_upgrades_in_place_with_its_data(
             assert webhook.display_name == "Legacy"
             assert webhook.has_secret
             assert list(webhook.groups) == [2]
+            # Health counts from the upgrade on: the delivery made before it is not counted.
+            assert not webhook.HasField("last_success_time") and not webhook.HasField("failing_since")
+            assert (webhook.pending_deliveries, webhook.succeeded_attempts_24h, webhook.failed_attempts_24h) == (
+                0,
+                0,
+                0,
+            )
             # Webhooks from before etags get one, which a later change replaces.
             same = webhook_pb2.Webhook(name=name, display_name="Legacy", etag=webhook.etag)
             renamed = client.webhooks.UpdateWebhook(WS.UpdateWebhookRequest(webhook=same))
@@ -118,6 +125,11 @@ def test_an_older_database_upgrades_in_place_with_its_data(
             published = client.events.PublishEvent(ES.PublishEventRequest(event=event, request_id="legacy-publish"))
             assert published.event_id != "evt-1"
             assert LEGACY_DELIVERY not in published.deliveries
+            # ... and the new webhook, which takes every event, counts its first attempt.
+            [fresh] = [d for d in published.deliveries if d.startswith(created.name)]
+            wait_for_delivery(client, fresh)
+            counted = client.webhooks.GetWebhook(WS.GetWebhookRequest(name=created.name))
+            assert (counted.succeeded_attempts_24h, counted.HasField("last_success_time")) == (1, True)
             # Upgraded rows rotate like new ones: the old secret keeps Pulumi's header through the overlap.
             rotated = client.webhooks.RotateWebhookSecret(WS.RotateWebhookSecretRequest(name=name, secret="new"))
             assert rotated.webhook.HasField("previous_secret_expire_time")

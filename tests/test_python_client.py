@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Iterator
 from concurrent import futures
 from typing import Any
@@ -14,6 +15,8 @@ import pytest
 from google.protobuf.message import Message
 
 import webhooks_client
+from tests.helpers import make_webhook
+from tests.support.receiver import Receiver
 from tests.support.running import RunningServer
 from webhooks.v1 import delivery_pb2, event_pb2, event_service_pb2, webhook_pb2, webhook_service_pb2_grpc
 from webhooks.v1 import webhook_service_pb2 as WS
@@ -25,7 +28,9 @@ from webhooks_client import (
     GetWebhookRequest,
     ListWebhooksRequest,
     UpdateWebhookRequest,
+    WatchWebhookDeliveriesResponse,
     Webhook,
+    WebhookDeliveryState,
     WebhookFilter,
     error_reason,
     violations,
@@ -79,6 +84,44 @@ def test_the_async_client_calls_the_service_and_reads_its_errors(server: Running
             assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
 
     asyncio.run(scenario())
+
+
+SUCCEEDED = WebhookDeliveryState.WEBHOOK_DELIVERY_STATE_SUCCEEDED
+
+
+def test_both_clients_watch_deliveries_past_their_default_deadline(
+    server: RunningServer, receiver: Receiver, org: str
+) -> None:
+    """A watch carries the token like any call, and only the caller ends it: it outlives the 1 s deadline both
+    clients give their other calls here, then sees the ping made after."""
+    with server.client() as admin:
+        hook = make_webhook(admin, f"organizations/{org}", receiver.url(f"/{org}/watched"))
+
+        def ping() -> str:
+            return admin.webhooks.PingWebhook(WS.PingWebhookRequest(name=hook.name)).name
+
+        with Client(server.target, token=server.admin_token, timeout=1) as client:
+            call = client.watch_webhook_deliveries(hook.name)
+            call.initial_metadata()
+            time.sleep(1.5)
+            pinged = ping()
+            watched = next(call)
+            call.cancel()
+        assert (watched.delivery, watched.kind, watched.state) == (pinged, "ping", SUCCEEDED)
+
+        async def scenario() -> tuple[str, WatchWebhookDeliveriesResponse]:
+            async with AsyncClient(server.target, token=server.admin_token, timeout=1) as client:
+                call = client.watch_webhook_deliveries(hook.name, [SUCCEEDED])
+                await call.initial_metadata()
+                await asyncio.sleep(1.5)
+                pinged = await asyncio.to_thread(ping)
+                async for watched in call:
+                    call.cancel()
+                    return pinged, watched
+            raise AssertionError("the watch ended without an attempt")
+
+        pinged, watched = asyncio.run(scenario())
+        assert (watched.delivery, watched.kind, watched.state) == (pinged, "ping", SUCCEEDED)
 
 
 class Unsteady(webhook_service_pb2_grpc.WebhookServiceServicer):

@@ -30,6 +30,10 @@ from webhooks_client import Client
 SECRET = "rest-s3cr3t"
 
 
+# The health of a webhook no queued delivery was attempted for (pings do not count).
+NO_ATTEMPTS_YET = {"pendingDeliveries": 0, "succeededAttempts24h": 0, "failedAttempts24h": 0}
+
+
 @pytest.fixture(scope="module")
 def admin(server: RunningServer) -> Rest:
     return Rest(server, token_auth(server.admin_token))
@@ -75,6 +79,7 @@ def test_every_route_in_both_scopes(admin: Rest, receiver: Receiver, org: str, s
     expected = {key: value for key, value in sent.items() if key != "secret"} | {
         "hasSecret": True,
         "disabledReason": "",
+        **NO_ATTEMPTS_YET,
     }
     answers: list[bytes] = []
 
@@ -174,7 +179,7 @@ def test_a_patch_with_the_whole_object_as_pulumis_provider_sends_it(admin: Rest,
         "groups": ["stacks"],
     }
     replaced = admin.ok("PATCH", f"/orgs/{org}/hooks/whole", whole)
-    assert replaced == whole | {"hasSecret": True, "disabledReason": ""}
+    assert replaced == whole | {"hasSecret": True, "disabledReason": "", **NO_ATTEMPTS_YET}
     admin.ok("POST", f"/orgs/{org}/hooks/whole/ping")
     [kept] = receiver.wait_for(f"/whole/{org}", 1)
     assert signed_with(SECRET, kept)

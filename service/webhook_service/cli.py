@@ -5,141 +5,30 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import functools
 import logging
-import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
-
-import peewee
+from typing import TYPE_CHECKING, Any
 
 from webhook_service import __version__, handshakes, logs
 from webhook_service.dispatch.settings import DEFAULT_RETRY_SCHEDULE, DispatchSettings
 from webhook_service.domain.access import Role, parse_organizations
-from webhook_service.domain.durations import parse_duration, parse_schedule
 from webhook_service.domain.errors import NotFound, Unavailable
 from webhook_service.domain.network import parse_networks
-from webhook_service.receiver import receive
-from webhook_service.store import tokens
-from webhook_service.store.database import explain_failure, open_database
-from webhook_service.store.secrets import create_key
+from webhook_service.flags import add_flag, count, duration, one_of, positive_count, rate, schedule
 
+# The server, the database drivers and aiohttp take a second or more to import; the operator commands, which
+# need none of them, start without them, so the functions below import them where they are used. gRPC must
+# not be imported before handshakes.trace_if_serving_tls runs either.
 if TYPE_CHECKING:
-    # Imported where used at run time: gRPC must not be imported before handshakes.start_relay runs.
     from webhook_service.server import ServerSettings
+    from webhook_service.store.tokens import TokenInfo
 
 DEFAULT_DATABASE = "sqlite:///data/webhooks.db"
-TRUE_WORDS = ("1", "true", "yes", "on")
-T = TypeVar("T")
 # `receive` is a tool for trying things out: its variables never change what `serve` does.
 RECEIVE_PREFIX = "WEBHOOKS_RECEIVE_"
 DURATIONS = "Durations are written 500ms, 15s, 5m, 2h or 5d; a retry schedule is a comma-separated list of them."
-
-
-def env_name(flag: str, prefix: str = "WEBHOOKS_") -> str:
-    return prefix + flag.lstrip("-").upper().replace("-", "_")
-
-
-def add_flag(
-    parser: argparse.ArgumentParser,
-    flag: str,
-    help: str,
-    default: Any = None,
-    prefix: str = "WEBHOOKS_",
-    **kwargs: Any,
-) -> None:
-    """A flag whose default comes from its environment variable when that is set; its placeholder says what
-    it takes, and its help the default as one would type it."""
-    env = env_name(flag, prefix)
-    if kwargs.get("action") == "store_true":
-        default = os.environ.get(env, "").lower() in TRUE_WORDS
-    elif kwargs.get("action") == "append":
-        # A repeatable flag takes a comma-separated list from its variable.
-        from_env = os.environ.get(env)
-        default = from_env.split(",") if from_env else default
-    else:
-        default = os.environ.get(env, default)
-        kwargs.setdefault("metavar", PLACEHOLDERS.get(kwargs.get("type"), flag.lstrip("-").upper().replace("-", "_")))
-    parser.add_argument(flag, default=default, help=f"{help} (env {env}; default {_shown(default)})", **kwargs)
-
-
-def _shown(default: Any) -> str:
-    if default is None or default == [] or default == "":
-        return "none"
-    if isinstance(default, bool):
-        return "on" if default else "off"
-    if isinstance(default, list):
-        return ",".join(default)
-    return str(default).replace("%", "%%")
-
-
-def _argument(convert: Callable[[str], T]) -> Callable[[str], T]:
-    """`convert` with its ValueError's words shown by argparse, which otherwise only says 'invalid value'."""
-
-    @functools.wraps(convert)
-    def converted(text: str) -> T:
-        try:
-            return convert(text)
-        except ValueError as error:
-            raise argparse.ArgumentTypeError(str(error)) from None
-
-    return converted
-
-
-@_argument
-def count(text: str) -> int:
-    value = _whole(text)
-    if value < 0:
-        raise ValueError(f"{text} is negative")
-    return value
-
-
-@_argument
-def positive_count(text: str) -> int:
-    value = _whole(text)
-    if value < 1:
-        raise ValueError(f"{text} is not a positive whole number")
-    return value
-
-
-def _whole(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise ValueError(f"{text!r} is not a whole number") from None
-
-
-@_argument
-def rate(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise ValueError(f"{text!r} is not a number") from None
-    if value < 0:
-        raise ValueError(f"{text} is negative")
-    return value
-
-
-@_argument
-def duration(text: str) -> float:
-    return parse_duration(text)
-
-
-@_argument
-def schedule(text: str) -> tuple[float, ...]:
-    return parse_schedule(text)
-
-
-PLACEHOLDERS: dict[Any, str] = {
-    count: "N",
-    positive_count: "N",
-    rate: "N",
-    duration: "DURATION",
-    schedule: "DURATIONS",
-    Path: "FILE",
-}
 
 
 def add_database_flag(parser: argparse.ArgumentParser) -> None:
@@ -199,19 +88,6 @@ def add_dispatch_flags(parser: argparse.ArgumentParser) -> None:
         action="append",
         metavar="CIDR",
     )
-
-
-def one_of(options: Sequence[str], what: str) -> Callable[[str], str]:
-    """A flag value among `options`, checked also when it comes from the environment (argparse checks
-    `choices` only on the command line)."""
-
-    def parse(text: str) -> str:
-        if text not in options:
-            raise ValueError(f"{text} is not one of {', '.join(options)}")
-        return text
-
-    parse.__name__ = what
-    return parse
 
 
 def add_log_flags(parser: argparse.ArgumentParser) -> None:
@@ -279,7 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--role",
         required=True,
         choices=[role.value for role in Role],
-        help="admin may call everything; publisher only PublishEvent; reader the Get and List calls",
+        help="admin may call everything; publisher only PublishEvent; reader the Get and List calls and TestEventMatch",
     )
     create.add_argument(
         "--organization", action="append", default=[], help="an organization it may touch (repeatable); * for all"
@@ -311,8 +187,12 @@ def build_parser() -> argparse.ArgumentParser:
         "the webhook's secret, to check Pulumi-Webhook-Signature",
         "",
         prefix=RECEIVE_PREFIX,
+        secret=True,
         metavar="TEXT",
     )
+    from webhook_service import operator  # imports gRPC: see handshakes.trace_if_serving_tls
+
+    operator.register(commands)
     return parser
 
 
@@ -361,6 +241,9 @@ def run_tokens(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
             organizations = parse_organizations(args.organization)
         except ValueError as error:
             parser.error(str(error))
+    from webhook_service.store import tokens
+    from webhook_service.store.database import open_database
+
     db = open_database(args.database)
     with db.connection_context():
         if args.tokens_command == "create":
@@ -386,6 +269,8 @@ def run_tokens(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
 
 
 def run_keys(args: argparse.Namespace) -> int:
+    from webhook_service.store.secrets import create_key
+
     key_file = args.secret_key_file
     if not create_key(key_file):
         print(
@@ -399,7 +284,7 @@ def run_keys(args: argparse.Namespace) -> int:
     return 0
 
 
-def _scope(info: tokens.TokenInfo) -> str:
+def _scope(info: TokenInfo) -> str:
     organizations = info.principal.organizations
     return "*" if organizations is None else ",".join(sorted(organizations))
 
@@ -409,11 +294,23 @@ def _when(moment: Any) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    relay_handshakes = handshakes.trace_if_serving_tls(argv)
     parser = build_parser()
     args = parser.parse_args(argv)
+    from webhook_service import operator
+
+    if args.command in operator.COMMANDS:
+        return operator.run(args)
     log_format, log_level = getattr(args, "log_format", "text"), getattr(args, "log_level", "info")
-    if args.command == "serve" and args.tls_cert:
+    if relay_handshakes:
         handshakes.start_relay(log_format, log_level)
+    import peewee
+
+    from webhook_service.receiver import receive
+    from webhook_service.server import DispatchProcess, Server, run_until_signalled
+    from webhook_service.store.database import explain_failure
+
     logs.configure(log_format, log_level)
     if args.command == "receive":
         with contextlib.suppress(KeyboardInterrupt):

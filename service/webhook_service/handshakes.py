@@ -22,11 +22,12 @@ import subprocess
 import sys
 import time
 import urllib.parse
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import BinaryIO
 
 from webhook_service import logs
+from webhook_service.flags import env_name
 
 log = logging.getLogger("webhook_service.tls")
 
@@ -64,13 +65,23 @@ WORDS = {
 _relay_process: subprocess.Popen[bytes] | None = None
 
 
-def start_relay(log_format: str, log_level: str) -> None:
-    """Turns the handshake trace on and sends the core's output through the relay; before gRPC is imported.
-    Left alone when GRPC_TRACE is set already: whoever set it is reading the core's own lines."""
-    global _relay_process
-    if TRACE in os.environ:
-        return
+def trace_if_serving_tls(argv: Sequence[str]) -> bool:
+    """Turns the handshake trace on when `argv` (a command line of `webhooks`) serves TLS; first thing, since
+    gRPC reads GRPC_TRACE when it is first imported, and building the parser imports it. Returns whether it
+    did: left alone when GRPC_TRACE is set already, as whoever set it is reading the core's own lines."""
+    serves_tls = argv[:1] == ["serve"] and (
+        bool(os.environ.get(env_name("--tls-cert")))
+        or any(arg == "--tls-cert" or arg.startswith("--tls-cert=") for arg in argv)
+    )
+    if not serves_tls or TRACE in os.environ:
+        return False
     os.environ[TRACE] = "handshaker"
+    return True
+
+
+def start_relay(log_format: str, log_level: str) -> None:
+    """Sends the core's output through the relay, once `trace_if_serving_tls` turned the trace on."""
+    global _relay_process
     sys.stderr.flush()
     # The relay writes where standard error goes now; it ignores the terminal's signals and ends when the last
     # writer of the pipe (this process, however it ends) is gone.

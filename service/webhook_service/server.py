@@ -28,6 +28,7 @@ from webhook_service.api.http import OFF, HttpListener, Installer
 from webhook_service.api.rest import RestApi
 from webhook_service.app import Application
 from webhook_service.app.authentication import Authenticator
+from webhook_service.app.watch import MAILBOX_SIZE
 from webhook_service.dispatch.pool import Dispatcher
 from webhook_service.dispatch.sender import Sender
 from webhook_service.dispatch.settings import DispatchSettings
@@ -102,6 +103,8 @@ class ServerSettings:
     take_over_settings: bool = False
     # HOST:PORT of the HTTP listener (REST API, metrics, probes), or "off".
     http_listen: str = OFF
+    # Attempts that wait for a watcher that falls behind (WatchWebhookDeliveries), beyond what its connection holds.
+    watch_mailbox_size: int = MAILBOX_SIZE
 
 
 class DispatchProcess:
@@ -267,6 +270,7 @@ class Server(DispatchProcess):
             first_delay=self.settings.dispatch.retry_schedule[0],
             delivered=wake,
             metrics=self.metrics,
+            watch_mailbox_size=self.settings.watch_mailbox_size,
         )
         self.app = app
         server = grpc.aio.server(
@@ -368,7 +372,8 @@ class Server(DispatchProcess):
 
     async def stop(self) -> None:
         """New calls are refused with UNAVAILABLE from the start and health says NOT_SERVING, so callers and
-        balancers go elsewhere; calls in progress and deliveries get the grace period.
+        balancers go elsewhere; calls in progress and deliveries get the grace period. Watch streams end at once
+        (with OK): they would otherwise hold the whole grace.
 
         The application refuses, not gRPC: gRPC keeps taking calls, each answered at once, until the work is
         done, and is stopped last with a short bound. Its stop may leave a call that reaches it as it begins
@@ -376,7 +381,7 @@ class Server(DispatchProcess):
         callers that react to NOT_SERVING arrive just then."""
         self.stopping = True
         if self.app is not None:
-            self.app.calls.close()
+            self.app.close()
         await self.health.enter_graceful_shutdown()
         await asyncio.gather(self._stop_dispatching(), self._finish_calls())
         if self._server is not None:

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from webhook_service.app.requests import check_request_id
+from webhook_service.app.watch import Mailbox, Watchers
 from webhook_service.dispatch import direct
 from webhook_service.dispatch.sender import Sender
 from webhook_service.domain import pages
 from webhook_service.domain.access import Principal, check_operation, check_reach
 from webhook_service.domain.errors import Reason, Violation, Violations
 from webhook_service.domain.idempotency import recover_key
-from webhook_service.domain.model import Delivery
+from webhook_service.domain.model import Delivery, DeliveryState
 from webhook_service.domain.names import (
     Parent,
     WebhookName,
@@ -22,7 +24,7 @@ from webhook_service.domain.names import (
     parse_webhook_name,
     parse_webhook_or_parent,
 )
-from webhook_service.store import deliveries
+from webhook_service.store import deliveries, webhooks
 from webhook_service.store.database import Executor
 
 log = logging.getLogger(__name__)
@@ -35,9 +37,12 @@ class DeliveryPage:
 
 
 class Deliveries:
-    def __init__(self, store: Executor, sender: Sender, first_delay: float, delivered: Callable[[], None]) -> None:
+    def __init__(
+        self, store: Executor, sender: Sender, first_delay: float, delivered: Callable[[], None], watchers: Watchers
+    ) -> None:
         self._store = store
         self._sender = sender
+        self._watchers = watchers
         self._first_delay = first_delay
         # Tells this process's dispatcher that deliveries are due, rather than letting it find them at its next poll.
         self._delivered = delivered
@@ -127,6 +132,30 @@ class Deliveries:
             extra={"webhook": str(target)},
         )
         return count
+
+    @contextlib.asynccontextmanager
+    async def watch(
+        self,
+        caller: Principal,
+        parent: str,
+        states: Collection[DeliveryState] = (),
+        rejected: Sequence[Violation] = (),
+    ) -> AsyncIterator[Mailbox]:
+        """Every attempt recorded from now on, by whichever process, for a webhook, or every webhook of an
+        organization (its stacks' included) or a stack, that leaves its delivery in one of `states` (in any
+        state when empty), while the block lasts; iterating the mailbox ends when the server shuts down.
+        `rejected` are the violations the door found reading the request, reported with every other one."""
+        check_operation(caller, "WatchWebhookDeliveries")
+        found = Violations(rejected)
+        target = found.check(parse_webhook_or_parent, parent, "parent")
+        if target is not None:
+            check_reach(caller, _organization(target))
+        found.raise_any()
+        assert target is not None
+        if isinstance(target, WebhookName):
+            await self._store.admit(webhooks.find_row, target)
+        async with self._watchers.watch(target, states) as mailbox:
+            yield mailbox
 
 
 def _organization(target: WebhookName | Parent) -> str:

@@ -271,6 +271,9 @@ class Dispatcher:
             return
         finally:
             self._unrecorded.difference_update(outcome.claim.row_id for outcome in batch)
+        if any(outcome.claim.sequence for outcome in batch):
+            # Each may have freed the next delivery of its stack: look now rather than at the next poll.
+            self._wake.set()
         # A webhook that answered 410 is deactivated as gone even when it was failing long enough too.
         gone = {outcome.claim.webhook_name for outcome in batch if outcome.disable_reason}
         for name in disabled:
@@ -320,7 +323,7 @@ class Dispatcher:
 
     def _on_readable(self, listener: notify.Listener, lost: asyncio.Event) -> None:
         try:
-            if listener.heard():
+            if listener.take():
                 self._wake.set()
         except Exception:
             lost.set()

@@ -21,7 +21,18 @@ class Role(enum.StrEnum):
 
 
 # The operations each role may call, named as the gRPC methods are; admin may call every operation.
-_READS = frozenset({"GetWebhook", "ListWebhooks", "GetWebhookDelivery", "ListWebhookDeliveries"})
+# TestEventMatch shows which webhooks an event would reach, with their settings (never a secret): what the
+# listings show, so it is a read.
+_READS = frozenset(
+    {
+        "GetWebhook",
+        "ListWebhooks",
+        "GetWebhookDelivery",
+        "ListWebhookDeliveries",
+        "WatchWebhookDeliveries",
+        "TestEventMatch",
+    }
+)
 ROLE_METHODS: dict[Role, frozenset[str] | None] = {
     Role.ADMIN: None,
     Role.PUBLISHER: frozenset({"PublishEvent"}),

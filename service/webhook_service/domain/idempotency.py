@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from webhook_service.domain.model import Event, Webhook
+from webhook_service.domain.model import Event, Webhook, WebhookOrdering
 
 
 @dataclass(frozen=True)
@@ -24,9 +24,9 @@ class RequestKey:
 
 
 # Set by rotations and the store, never by a create: left out of a create's canonical form, which then reads
-# as it did before rotations and etags existed, so a request_id remembered by an earlier release still
-# matches its repeat.
-_NOT_ASKED_FOR = frozenset({"previous_secret", "previous_secret_expire_time", "etag"})
+# as it did before rotations, etags and health existed, so a request_id remembered by an earlier release
+# still matches its repeat.
+_NOT_ASKED_FOR = frozenset({"previous_secret", "previous_secret_expire_time", "etag", "health"})
 
 
 def canonical(value: Any, leave_out: frozenset[str] = frozenset()) -> bytes:
@@ -44,7 +44,9 @@ def create_key(request_id: str, webhook: Webhook, requested_id: str) -> RequestK
     if not request_id:
         return None
     asked = dataclasses.replace(webhook, webhook_id=requested_id)
-    return RequestKey(webhook.parent.organization, request_id, canonical(asked, _NOT_ASKED_FOR))
+    # Unordered, a create reads as it did before ordering existed, for the same reason.
+    leave_out = _NOT_ASKED_FOR | ({"ordering"} if webhook.ordering is WebhookOrdering.UNORDERED else set())
+    return RequestKey(webhook.parent.organization, request_id, canonical(asked, leave_out))
 
 
 def publish_key(request_id: str, event: Event) -> RequestKey | None:

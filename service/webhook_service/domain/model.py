@@ -6,7 +6,7 @@ import enum
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from webhook_service.domain.names import Parent
+from webhook_service.domain.names import DeliveryName, Parent
 
 
 class WebhookFormat(enum.StrEnum):
@@ -39,6 +39,15 @@ class WebhookGroup(enum.StrEnum):
     DEPLOYMENTS = "deployments"
 
 
+class WebhookOrdering(enum.StrEnum):
+    """In which order a webhook's deliveries go out."""
+
+    # Each as soon as it can, beside the others.
+    UNORDERED = "unordered"
+    # A stack's deliveries one at a time, in the order their events were published.
+    PER_STACK = "per_stack"
+
+
 class DeliveryState(enum.StrEnum):
     PENDING = "pending"
     SUCCEEDED = "succeeded"
@@ -56,6 +65,20 @@ class WebhookFields:
     format: WebhookFormat = WebhookFormat.RAW
     filters: tuple[WebhookFilter, ...] = ()
     groups: tuple[WebhookGroup, ...] = ()
+    ordering: WebhookOrdering = WebhookOrdering.UNORDERED
+
+
+@dataclass(frozen=True)
+class WebhookHealth:
+    """How a webhook's queued deliveries fare, as the store keeps track; pings and redeliveries, which an
+    operator asks for and watches, are not counted."""
+
+    last_success_time: datetime | None = None
+    # When attempts began failing without a success since; None while the last one succeeded.
+    failing_since: datetime | None = None
+    pending_deliveries: int = 0
+    succeeded_attempts_24h: int = 0
+    failed_attempts_24h: int = 0
 
 
 @dataclass(frozen=True)
@@ -79,6 +102,9 @@ class Webhook:
     previous_secret_expire_time: datetime | None = None
     # Changes with every change a caller can see (AIP-154); set by the store.
     etag: str = ""
+    ordering: WebhookOrdering = WebhookOrdering.UNORDERED
+    # Read with the webhook where a caller gets to see it; it changes without changing the etag.
+    health: WebhookHealth = WebhookHealth()
 
     @property
     def name(self) -> str:
@@ -171,3 +197,17 @@ class Delivery:
     @property
     def name(self) -> str:
         return f"{self.webhook}/deliveries/{self.delivery_id}"
+
+
+@dataclass(frozen=True)
+class FinishedAttempt:
+    """An attempt as watchers are told of it, once recorded: `state` is what it left its delivery in."""
+
+    delivery: DeliveryName
+    kind: str
+    number: int
+    response_code: int
+    duration: float
+    state: DeliveryState
+    error: str
+    finish_time: datetime

@@ -117,3 +117,13 @@ def parse_webhook_or_parent(value: str, field: str) -> WebhookName | Parent:
         f"must be a webhook name, {{parent}}/webhooks/{{webhook}}, or a parent: {PARENT_PATTERN}",
         Reason.INVALID_NAME,
     )
+
+
+def covers(target: WebhookName | Parent, webhook: WebhookName) -> bool:
+    """Whether `webhook` is `target`, or one of its webhooks: an organization's include its stacks'."""
+    if isinstance(target, WebhookName):
+        return webhook == target
+    where = webhook.parent
+    if target.is_stack:
+        return where == target
+    return where.organization == target.organization

@@ -22,7 +22,7 @@ MAX_PAYLOAD_URL = 2048
 MAX_SECRET = 512
 MAX_ECHOED = 64
 
-UPDATABLE_FIELDS = ("display_name", "payload_url", "secret", "active", "format", "filters", "groups")
+UPDATABLE_FIELDS = ("display_name", "payload_url", "secret", "active", "format", "filters", "groups", "ordering")
 OUTPUT_ONLY_FIELDS = (
     "name",
     "has_secret",
@@ -30,6 +30,11 @@ OUTPUT_ONLY_FIELDS = (
     "create_time",
     "update_time",
     "previous_secret_expire_time",
+    "last_success_time",
+    "failing_since",
+    "pending_deliveries",
+    "succeeded_attempts_24h",
+    "failed_attempts_24h",
 )
 # What changes with the secret: the one a rotation replaced and how long it stays.
 SECRET_FIELDS = ("secret", "previous_secret", "previous_secret_expire_time")

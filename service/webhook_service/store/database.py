@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, Generic, ParamSpec, TypeVar
 
 import peewee
 from playhouse.db_url import connect
@@ -35,6 +35,7 @@ API_CALLS_PER_CONNECTION = 64
 
 P = ParamSpec("P")
 T = TypeVar("T")
+Item = TypeVar("Item")
 
 # WAL lets readers run beside the one writer; NORMAL sync keeps every commit
 # through a process crash (only an OS crash can lose the last transactions).
@@ -114,6 +115,15 @@ def transaction() -> Iterator[None]:
     db = database.obj
     assert db is not None, "open_database() first"
     with db.atomic("IMMEDIATE") if isinstance(db, peewee.SqliteDatabase) else db.atomic():
+        yield
+
+
+@contextlib.contextmanager
+def savepoint() -> Iterator[None]:
+    """Inside a transaction: what the block writes is undone, alone, when it raises."""
+    db = database.obj
+    assert db is not None and db.in_transaction(), "a savepoint is taken inside a transaction"
+    with db.atomic():
         yield
 
 
@@ -199,6 +209,7 @@ class Executor:
         self.box = box
         self.availability = availability or Availability()
         self._local = threading.local()
+        self.threads = threads
         self._pool = ThreadPoolExecutor(
             max_workers=threads, thread_name_prefix="store", initializer=_bind_thread, initargs=(db, box)
         )
@@ -232,8 +243,12 @@ class Executor:
     async def admit(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """`run` for a caller of the API, refused with ResourceExhausted when the store already holds
         API_CALLS_PER_CONNECTION such calls for each connection, running or waiting."""
-        with self._api_calls.enter():
+        with self.admitted():
             return await self.run(fn, *args, **kwargs)
+
+    def admitted(self) -> contextlib.AbstractContextManager[None]:
+        """Holds one of the API calls `admit` bounds, or raises ResourceExhausted when none is free."""
+        return self._api_calls.enter()
 
     def _guarded(self, connected: list[float], fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """`fn`'s result; `connected[0]` is set to when the connection it runs on was opened."""
@@ -273,3 +288,56 @@ class Executor:
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
+
+
+class Group(Generic[Item, T]):
+    """Calls of the API whose work runs together: those that arrive while their kind's work is on the query
+    threads are taken together by the next `work(items)`, which answers each item with its result or the
+    exception it failed alone with. A publish's cost is mostly its commit (a write and, on a server database,
+    a round trip and a flush), which a group pays once.
+
+    At most one group per query thread is in progress, so a lone call starts at once and a busy store
+    gathers the calls that wait for it. Each call counts against the store's admission like `admit`'s.
+    Used on the event loop only.
+    """
+
+    def __init__(self, store: Executor, work: Callable[[list[Item]], list[T | Exception]], most: int) -> None:
+        self._store = store
+        self._work = work
+        self._most = most
+        self._waiting: list[tuple[Item, asyncio.Future[T]]] = []
+        self._runners = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def submit(self, item: Item) -> T:
+        """`item`'s answer, once the group it went with has run (and committed); raises what it failed with."""
+        with self._store.admitted():
+            answer: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+            self._waiting.append((item, answer))
+            if self._runners < self._store.threads:
+                self._runners += 1
+                task = asyncio.create_task(self._run())
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+            return await answer
+
+    async def _run(self) -> None:
+        try:
+            while self._waiting:
+                taken, self._waiting = self._waiting[: self._most], self._waiting[self._most :]
+                try:
+                    results = await self._store.run(self._work, [item for item, _ in taken])
+                except Exception as error:  # the group's transaction failed: every call in it did
+                    results = [error] * len(taken)
+                for (_, answer), result in zip(taken, results, strict=True):
+                    if answer.done():  # its caller went away; its work stands
+                        continue
+                    if isinstance(result, Exception):
+                        answer.set_exception(result)
+                    else:
+                        answer.set_result(result)
+        finally:
+            # Counted down with no await since the loop found nothing waiting: a call that comes after it
+            # starts a runner of its own. (A task's done callbacks run later, when such a call could already
+            # have found every runner still counted, and waited for ever.)
+            self._runners -= 1

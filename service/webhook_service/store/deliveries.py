@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Set
+from collections.abc import Callable, Iterable, Mapping, Set
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
@@ -12,20 +12,21 @@ import peewee
 
 from webhook_service.domain.errors import FailedPrecondition, NotFound, Reason
 from webhook_service.domain.idempotency import RequestKey
-from webhook_service.domain.model import Attempt, Delivery, DeliveryState
+from webhook_service.domain.model import Attempt, Delivery, DeliveryState, WebhookOrdering
 from webhook_service.domain.names import DeliveryName, Parent, WebhookName
 from webhook_service.domain.responses import cap_headers, printable
 from webhook_service.domain.scheduling import Candidates, Capacity, share
-from webhook_service.store import idempotency, notify, secrets, statements
+from webhook_service.store import health, idempotency, notify, secrets, sequences, statements
 from webhook_service.store import webhooks as webhook_rows
 from webhook_service.store.batches import BATCH_ROWS, delete_in_batches
 from webhook_service.store.database import transaction
 from webhook_service.store.events import IDEMPOTENCY_WINDOW
-from webhook_service.store.models import AttemptRow, DeliveryRow, EventRow, WebhookRow, database
+from webhook_service.store.models import AttemptRow, DeliveryRow, EventRow, SequenceLeaseRow, WebhookRow, database
 from webhook_service.store.times import now, to_datetime
 
 PENDING = DeliveryState.PENDING.value
 FAILED = DeliveryState.FAILED.value
+PER_STACK = WebhookOrdering.PER_STACK.value
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,9 @@ class Claim:
     still carries that lease, count and state, so a late or duplicate outcome can never overwrite a newer
     one. `unreadable` says why the request cannot be made at all (a secret sealed by another key).
     `previous_secret` is the secret a rotation replaced while its overlap lasts; `schedule_start` the
-    attempts made before the retry schedule last began (a recovered delivery starts it afresh).
+    attempts made before the retry schedule last began (a recovered delivery starts it afresh). `sequence`
+    is the stack sequence of an ordered webhook the claim holds until its outcome is recorded; empty for a
+    delivery that holds none.
     """
 
     row_id: int
@@ -56,6 +59,7 @@ class Claim:
     create_time: float = 0.0
     previous_secret: str = field(default="", repr=False)
     schedule_start: int = 0
+    sequence: str = ""
 
 
 @dataclass(frozen=True)
@@ -101,12 +105,14 @@ def _tuples(query: peewee.BaseQuery) -> Iterable[tuple[Any, ...]]:
     return cast(Iterable[tuple[Any, ...]], query.tuples())
 
 
-def _claims(row_ids: list[int], lease: str) -> list[Claim]:
+def _claims(row_ids: list[int], lease: str, held: Mapping[int, str] | None = None) -> list[Claim]:
     """What senders need for these deliveries, read as plain tuples: this runs for every delivery.
 
     A secret this process cannot open fails only the deliveries of its webhook, each with the reason. A
-    previous secret signs until its overlap ends, erased or not.
+    previous secret signs until its overlap ends, erased or not. `held` are the sequences the claim holds
+    for deliveries of ordered webhooks, by row ID.
     """
+    held = held or {}
     query = _tuples(DeliveryRow.select(*_CLAIM_COLUMNS).join(WebhookRow).where(DeliveryRow.id.in_(row_ids)))
     box = secrets.box()
     moment = now()
@@ -154,6 +160,7 @@ def _claims(row_ids: list[int], lease: str) -> list[Claim]:
                 create_time=create_time,
                 previous_secret=previous,
                 schedule_start=schedule_start,
+                sequence=held.get(row_id, ""),
             )
         )
     return made
@@ -168,7 +175,8 @@ _PENDING_WEBHOOKS = """WITH RECURSIVE pending(webhook) AS (
     SELECT (SELECT "webhook_id" FROM "delivery" WHERE "state" = 'pending' AND "webhook_id" > pending.webhook
             ORDER BY "webhook_id" LIMIT 1)
     FROM pending WHERE pending.webhook IS NOT NULL)
-SELECT "webhook"."id", "webhook"."organization" FROM pending JOIN "webhook" ON "webhook"."id" = pending.webhook
+SELECT "webhook"."id", "webhook"."organization", "webhook"."ordering"
+FROM pending JOIN "webhook" ON "webhook"."id" = pending.webhook
 WHERE "webhook"."active" = ?"""
 
 _DUE = (
@@ -189,6 +197,8 @@ _POSTGRES_DUE = (
 
 def _due(wanted: dict[int, int], moment: float) -> list[tuple[int, int]]:
     """Up to `wanted[webhook]` due, unleased deliveries of each webhook, oldest first, as (id, webhook)."""
+    if not wanted:
+        return []
     if isinstance(database.obj, peewee.SqliteDatabase):
         found: list[tuple[int, int]] = []
         for chunk in peewee.chunked(list(wanted.items()), _SQLITE_DUE_TERMS):
@@ -200,8 +210,100 @@ def _due(wanted: dict[int, int], moment: float) -> list[tuple[int, int]]:
     return [(row_id, webhook) for row_id, webhook in rows]
 
 
+# The deliveries an ordered webhook may send next: the oldest pending delivery of each of its sequences
+# (publish order is ID order), when it is due, not leased, and no other delivery of its sequence is out.
+# The sequences are found by skipping through the sequence index one at a time, so the cost grows with the
+# sequences that have pending deliveries, not with their backlogs: a stack held back by a failing delivery
+# costs two index probes however much waits behind it.
+_HEADS = """WITH RECURSIVE wanted("id", "room") AS ({wanted}),
+sequences("webhook", "sequence") AS (
+    SELECT w."id", (SELECT d."sequence" FROM "delivery" d WHERE d."state" = 'pending' AND d."sequence" <> ''
+                    AND d."webhook_id" = w."id" ORDER BY d."sequence" LIMIT 1)
+    FROM wanted w
+    UNION ALL
+    SELECT s."webhook", (SELECT d."sequence" FROM "delivery" d WHERE d."state" = 'pending' AND d."sequence" <> ''
+                         AND d."webhook_id" = s."webhook" AND d."sequence" > s."sequence"
+                         ORDER BY d."sequence" LIMIT 1)
+    FROM sequences s WHERE s."sequence" IS NOT NULL),
+heads AS (
+    SELECT d."id", d."webhook_id", d."sequence",
+           ROW_NUMBER() OVER (PARTITION BY d."webhook_id" ORDER BY d."next_attempt_time", d."id") AS "rank"
+    FROM sequences s JOIN "delivery" d ON d."id" = (
+        SELECT o."id" FROM "delivery" o WHERE o."state" = 'pending' AND o."sequence" <> ''
+        AND o."webhook_id" = s."webhook" AND o."sequence" = s."sequence" ORDER BY o."id" LIMIT 1)
+    WHERE d."next_attempt_time" <= ? AND (d."lease_expires" IS NULL OR d."lease_expires" < ?)
+    AND NOT EXISTS (SELECT 1 FROM "sequence_lease" l WHERE l."webhook_id" = s."webhook"
+                    AND l."sequence" = s."sequence" AND l."lease_expires" >= ?))
+SELECT h."id", h."webhook_id", h."sequence" FROM heads h JOIN wanted w ON w."id" = h."webhook_id"
+WHERE h."rank" <= w."room" ORDER BY h."webhook_id", h."rank\""""
+_SQLITE_HEADS = _HEADS.format(
+    wanted="SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?)"
+)
+_POSTGRES_HEADS = _HEADS.format(wanted="SELECT * FROM unnest(?::int[], ?::int[])")
+
+
+def _heads(wanted: dict[int, int], moment: float) -> list[tuple[int, int, str]]:
+    """Up to `wanted[webhook]` deliveries each ordered webhook may send next, oldest first, as (id, webhook,
+    sequence)."""
+    if not wanted:
+        return []
+    if isinstance(database.obj, peewee.SqliteDatabase):
+        rows = statements.execute(_SQLITE_HEADS, (json.dumps(list(wanted.items())), moment, moment, moment))
+    else:
+        rows = statements.execute(_POSTGRES_HEADS, (list(wanted), list(wanted.values()), moment, moment, moment))
+    return [(row_id, webhook, sequence) for row_id, webhook, sequence in rows.fetchall()]
+
+
+# A sequence is taken when it has no lease or only an expired one (its dispatcher died or gave up on it).
+_TAKE_TURNS = (
+    'INSERT INTO "sequence_lease" ("webhook_id", "sequence", "delivery", "lease_owner", "lease_expires")'
+    ' VALUES {values} ON CONFLICT ("webhook_id", "sequence") DO UPDATE SET "delivery" = excluded."delivery",'
+    ' "lease_owner" = excluded."lease_owner", "lease_expires" = excluded."lease_expires"'
+    ' WHERE "sequence_lease"."lease_expires" < ? RETURNING "delivery"'
+)
+_LOCK_HEADS = (
+    'SELECT "id" FROM "delivery" WHERE "id" = ANY(?) AND "state" = \'pending\''
+    ' AND ("lease_expires" IS NULL OR "lease_expires" < ?) FOR UPDATE SKIP LOCKED'
+)
+_TURNS_PER_STATEMENT = 100
+
+
+def _take_turns(heads: list[tuple[int, int, str]], owner: str, expires: float, moment: float) -> set[int]:
+    """The row IDs among `heads` (id, webhook, sequence) whose sequences this claim now holds until `expires`.
+
+    Under SQLite's write lock the heads were found by the only claim running, and each gets its sequence.
+    On PostgreSQL other dispatchers claim at the same moment and may have read the sequence before a
+    delivery of it went out: its primary key lets one claim at a time hold a sequence (a second waits for
+    the first to commit, then finds it held), and the head itself is locked and checked again so that a
+    redelivery leasing it meanwhile wins. Sequences are taken in one order, so two claims never wait on
+    each other.
+    """
+    if not isinstance(database.obj, peewee.SqliteDatabase):
+        locked = {row_id for (row_id,) in statements.execute(_LOCK_HEADS, ([h[0] for h in heads], moment)).fetchall()}
+        heads = [head for head in heads if head[0] in locked]
+    taken: set[int] = set()
+    for batch in peewee.chunked(sorted(heads, key=lambda head: (head[1], head[2])), _TURNS_PER_STATEMENT):
+        values = ", ".join(["(?, ?, ?, ?, ?)"] * len(batch))
+        params = [value for row_id, webhook, sequence in batch for value in (webhook, sequence, row_id, owner, expires)]
+        taken |= {row_id for (row_id,) in statements.execute(_TAKE_TURNS.format(values=values), [*params, moment])}
+    return taken
+
+
+_END_TURN = (
+    'DELETE FROM "sequence_lease" WHERE "webhook_id" = ? AND "sequence" = ? AND "delivery" = ? AND "lease_owner" = ?'
+)
+
+
+def _end_turns(claims: list[Claim]) -> None:
+    """Frees the sequences these claims held, so the next delivery of each may go; one another claim took
+    over after the lease expired stays with it."""
+    if claims:
+        statements.execute_many(_END_TURN, [(c.webhook_row, c.sequence, c.row_id, c.lease) for c in claims])
+
+
 def claim(owner: str, lease: float, capacity: Capacity, in_flight: Set[int] = frozenset()) -> list[Claim]:
-    """Leases due deliveries of active webhooks, shared fairly within `capacity`.
+    """Leases due deliveries of active webhooks, shared fairly within `capacity`; of a webhook that keeps
+    order, only the next delivery of each stack sequence with none out.
 
     `in_flight` are this dispatcher's deliveries still being sent or not yet recorded: never taken again,
     even when their lease ran out while the store was slow.
@@ -211,28 +313,38 @@ def claim(owner: str, lease: float, capacity: Capacity, in_flight: Set[int] = fr
     with transaction():
         moment = now()
         hooks = statements.execute(_PENDING_WEBHOOKS, (True,)).fetchall()
-        wanted = {webhook: capacity.room(webhook, organization) for webhook, organization in hooks}
+        wanted = {webhook: capacity.room(webhook, organization) for webhook, organization, _ in hooks}
         wanted = {webhook: room for webhook, room in wanted.items() if room > 0}
         if not wanted:
             return []
         if in_flight:
             # Room for this dispatcher's own rows whose lease ran out, which are found and then dropped.
             wanted = {webhook: room + len(in_flight) for webhook, room in wanted.items()}
-        organizations = dict(hooks)
+        organizations = {webhook: organization for webhook, organization, _ in hooks}
+        sequences.number_queues(webhook for webhook, _, ordering in hooks if ordering == sequences.NUMBERING)
+        ordered = {webhook for webhook, _, ordering in hooks if ordering in (PER_STACK, sequences.NUMBERING)}
+        found = _due({w: room for w, room in wanted.items() if w not in ordered}, moment)
+        heads = _heads({w: room for w, room in wanted.items() if w in ordered}, moment)
+        turn_of = {row_id: (webhook, sequence) for row_id, webhook, sequence in heads}
         due: dict[int, list[int]] = {}
-        for row_id, webhook in _due(wanted, moment):
+        for row_id, webhook in [*found, *((row_id, webhook) for row_id, webhook, _ in heads)]:
             if row_id not in in_flight:
                 due.setdefault(webhook, []).append(row_id)
         chosen = share(capacity, [Candidates(webhook, organizations[webhook], rows) for webhook, rows in due.items()])
+        turns = [(row_id, *turn_of[row_id]) for row_id in chosen if row_id in turn_of]
+        if turns:
+            taken = _take_turns(turns, owner, moment + lease, moment)
+            chosen = [row_id for row_id in chosen if row_id not in turn_of or row_id in taken]
         if not chosen:
             return []
         DeliveryRow.update(lease_owner=owner, lease_expires=moment + lease).where(DeliveryRow.id.in_(chosen)).execute()
-        return _claims(chosen, owner)
+        return _claims(chosen, owner, {row_id: turn_of[row_id][1] for row_id in chosen if row_id in turn_of})
 
 
 def release(owner: str) -> int:
     """Gives back every claim `owner` still holds, so another dispatcher need not wait for the leases to expire."""
     with transaction():
+        SequenceLeaseRow.delete().where(SequenceLeaseRow.lease_owner == owner).execute()
         return int(
             DeliveryRow.update(lease_owner=None, lease_expires=None)
             .where((DeliveryRow.lease_owner == owner) & (DeliveryRow.state == PENDING))
@@ -253,20 +365,17 @@ def record(
         return []
     with transaction():
         moment = now()
+        health.lock(o.claim.webhook_row for o in outcomes if o.queued)
         kept = _close_attempts(outcomes)
+        # After the deliveries' rows, which a claim on PostgreSQL may be holding while it takes sequences.
+        _end_turns([o.claim for o in outcomes if o.claim.sequence])
         if kept:
             _insert_attempts(kept)
+            notify.announce_attempts([(o.claim.row_id, o.claim.attempt_count + 1) for o in kept])
         queued = [o for o in kept if o.queued]
-        succeeded = {o.claim.webhook_row for o in queued if o.succeeded}
-        failed = {o.claim.webhook_row for o in queued if not o.succeeded} - succeeded
-        if succeeded:
-            WebhookRow.update(failing_since=None).where(
-                WebhookRow.id.in_(succeeded) & WebhookRow.failing_since.is_null(False)
-            ).execute()
-        if failed:
-            WebhookRow.update(failing_since=moment).where(
-                WebhookRow.id.in_(failed) & WebhookRow.failing_since.is_null()
-            ).execute()
+        if queued:
+            health.record((o.claim.webhook_row, _ended(o.attempt), o.succeeded) for o in queued)
+        failed = {o.claim.webhook_row for o in queued if not o.succeeded}
         disabled = []
         for outcome in queued:
             if outcome.disable_reason:
@@ -276,6 +385,10 @@ def record(
                 WebhookRow.id.in_(failed) & (WebhookRow.failing_since <= moment - disable_after), failing_reason
             )
         return disabled
+
+
+def _ended(attempt: Attempt) -> float:
+    return attempt.start_time.timestamp() + attempt.duration
 
 
 def _close_attempts(outcomes: list[Outcome]) -> list[Outcome]:
@@ -321,6 +434,7 @@ _ATTEMPT_COLUMNS = (
     "response_body",
     "duration",
     "error",
+    "state",
 )
 
 
@@ -365,6 +479,7 @@ def _attempt_values(outcome: Outcome) -> tuple[object, ...]:
         attempt.response_body,
         attempt.duration,
         attempt.error,
+        outcome.state.value,
     )
 
 
@@ -481,6 +596,8 @@ def _recover(target: WebhookName | Parent, since: float, first_delay: float, key
                         state=PENDING,
                         next_attempt_time=moment + first_delay,
                         schedule_start=DeliveryRow.attempt_count,
+                        # Named whatever the webhook's ordering: one switched on meanwhile finds it in its queue.
+                        sequence=sequences.assigned(),
                         lease_owner=None,
                         lease_expires=None,
                     )
@@ -659,9 +776,12 @@ def backlog() -> tuple[int, float | None]:
 
 
 def prune(before: float, idempotency_before: float) -> int:
-    """Deletes events and deliveries created before `before`, a batch per transaction; returns how many
-    deliveries went. Deliveries go first, so deleting their events cascades to almost nothing."""
+    """Deletes events and deliveries created before `before`, a batch per transaction, and the hourly
+    attempt counts the 24-hour window has left behind; returns how many deliveries went. Deliveries go
+    first, so deleting their events cascades to almost nothing."""
     gone = delete_in_batches(DeliveryRow, DeliveryRow.create_time < before)
     delete_in_batches(EventRow, EventRow.create_time < before)
     idempotency.forget_before(idempotency_before)
+    with transaction():
+        health.prune()
     return gone

@@ -10,9 +10,9 @@ from dataclasses import dataclass
 import peewee
 
 from webhook_service.domain.idempotency import RequestKey
-from webhook_service.domain.model import DeliveryState, Event, Webhook
-from webhook_service.store import idempotency, notify, statements, webhooks
-from webhook_service.store.database import transaction
+from webhook_service.domain.model import DeliveryState, Event, Webhook, WebhookOrdering
+from webhook_service.store import idempotency, notify, sequences, statements, webhooks
+from webhook_service.store.database import savepoint, transaction
 from webhook_service.store.times import now
 
 # How long a PublishEvent request_id is remembered.
@@ -26,7 +26,7 @@ _INSERT_EVENT = (
 )
 _INSERT_DELIVERY = (
     'INSERT INTO "delivery" ("delivery_id", "webhook_id", "event_id", "kind", "payload", "state",'
-    ' "attempt_count", "next_attempt_time", "create_time") VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?)'
+    ' "attempt_count", "next_attempt_time", "create_time", "sequence") VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?, ?)'
 )
 
 
@@ -42,67 +42,95 @@ def new_id() -> str:
     return secrets.token_hex(12)
 
 
-def publish(
-    event: Event,
-    kind: str,
-    route: Callable[[list[Webhook]], list[tuple[Webhook, bytes]]],
-    first_delay: float,
-    key: RequestKey | None = None,
-) -> Published:
-    """Stores `event` and a delivery for each webhook, with its body, that `route` picks among the stack's
-    active ones; a repeat of the request under its `key` within the window returns the first answer instead.
+@dataclass(frozen=True)
+class Publication:
+    """One publish of a group: `event`, with a delivery for each webhook, with its body, that `route` picks
+    among the stack's active ones; `key` its request's, when it has a request_id."""
+
+    event: Event
+    kind: str
+    route: Callable[[list[Webhook]], list[tuple[Webhook, bytes]]]
+    first_delay: float
+    key: RequestKey | None = None
+
+
+def publish_all(publications: list[Publication]) -> list[Published | Exception]:
+    """Stores each publication, all in one transaction, each in a savepoint of its own: one that fails is
+    answered with its error and leaves nothing behind, while the others commit. A repeat of a request under its
+    key within the window is answered with the first answer instead. A failure of the transaction itself (the
+    database lost, the commit refused) raises, and then none is stored.
 
     Routing runs inside the transaction, so a webhook created or deactivated concurrently is either fully
     in or fully out. Two servers racing on one request_id meet at its unique key: the loser reads the
     winner's answer.
     """
-    try:
-        return _publish(event, kind, route, first_delay, key)
-    except peewee.IntegrityError:
-        if key is None:
-            raise
-        return _publish(event, kind, route, first_delay, key)
-
-
-def _publish(
-    event: Event,
-    kind: str,
-    route: Callable[[list[Webhook]], list[tuple[Webhook, bytes]]],
-    first_delay: float,
-    key: RequestKey | None,
-) -> Published:
+    answers: list[Published | Exception] = []
     with transaction():
-        moment = now()
-        if key is not None:
-            expired_before = moment - IDEMPOTENCY_WINDOW
-            earlier = idempotency.recall(idempotency.PUBLISH_EVENT, key, expired_before)
-            if earlier is not None:
-                answer = json.loads(earlier)
-                return Published(answer["event_id"], tuple(answer["deliveries"]), replayed=True)
-        candidates = webhooks.active_for_stack(event.parent)
-        row_ids = {w.name: row_id for row_id, w in candidates}
-        outgoing = route([w for _, w in candidates])
-        event_id = new_id()
-        [(event_row,)] = statements.execute(
-            _INSERT_EVENT, (event_id, event.organization_name, event.project, event.stack, kind, moment)
-        ).fetchall()
-        names = []
-        rows = []
-        for webhook, payload in outgoing:
-            delivery_id = new_id()
-            names.append(f"{webhook.name}/deliveries/{delivery_id}")
-            rows.append(
-                (delivery_id, row_ids[webhook.name], event_row, kind, payload, PENDING, moment + first_delay, moment)
+        for publication in publications:
+            try:
+                answers.append(_publish_alone(publication))
+            except (peewee.OperationalError, peewee.InterfaceError):
+                raise  # the connection or the transaction, not this publication
+            except Exception as error:
+                answers.append(error)
+    return answers
+
+
+def _publish_alone(publication: Publication) -> Published:
+    try:
+        with savepoint():
+            return _publish(publication)
+    except peewee.IntegrityError:
+        if publication.key is None:
+            raise
+        with savepoint():
+            return _publish(publication)
+
+
+def _publish(publication: Publication) -> Published:
+    event, kind, key, first_delay = publication.event, publication.kind, publication.key, publication.first_delay
+    moment = now()
+    if key is not None:
+        expired_before = moment - IDEMPOTENCY_WINDOW
+        earlier = idempotency.recall(idempotency.PUBLISH_EVENT, key, expired_before)
+        if earlier is not None:
+            answer = json.loads(earlier)
+            return Published(answer["event_id"], tuple(answer["deliveries"]), replayed=True)
+    candidates = webhooks.active_for_stack(event.parent)
+    row_ids = {w.name: row_id for row_id, w in candidates}
+    outgoing = publication.route([w for _, w in candidates])
+    event_id = new_id()
+    [(event_row,)] = statements.execute(
+        _INSERT_EVENT, (event_id, event.organization_name, event.project, event.stack, kind, moment)
+    ).fetchall()
+    names = []
+    rows = []
+    sequence = sequences.of_stack(event.project, event.stack)
+    for webhook, payload in outgoing:
+        delivery_id = new_id()
+        names.append(f"{webhook.name}/deliveries/{delivery_id}")
+        rows.append(
+            (
+                delivery_id,
+                row_ids[webhook.name],
+                event_row,
+                kind,
+                payload,
+                PENDING,
+                moment + first_delay,
+                moment,
+                sequence if webhook.ordering is WebhookOrdering.PER_STACK else "",
             )
-        if rows:
-            statements.execute_many(_INSERT_DELIVERY, rows)
-            notify.announce()
-        published = Published(event_id, tuple(names))
-        if key is not None:
-            idempotency.remember(
-                idempotency.PUBLISH_EVENT,
-                key,
-                json.dumps({"event_id": published.event_id, "deliveries": list(published.deliveries)}),
-                expired_before,
-            )
-        return published
+        )
+    if rows:
+        statements.execute_many(_INSERT_DELIVERY, rows)
+        notify.announce()
+    published = Published(event_id, tuple(names))
+    if key is not None:
+        idempotency.remember(
+            idempotency.PUBLISH_EVENT,
+            key,
+            json.dumps({"event_id": published.event_id, "deliveries": list(published.deliveries)}),
+            expired_before,
+        )
+    return published

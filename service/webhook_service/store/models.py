@@ -11,6 +11,7 @@ from peewee import (
     BlobField,
     BooleanField,
     CharField,
+    CompositeKey,
     Database,
     DatabaseProxy,
     DoubleField,
@@ -86,12 +87,32 @@ class WebhookRow(BaseModel):
     # The secret a rotation replaced, sealed like `secret`, and when it stops signing and is erased.
     previous_secret = TextField(default="")
     previous_secret_expire_time = DoubleField(null=True)
-    # Counts the changes callers can see, for the etag; failing_since alone does not count.
+    # Counts the changes callers can see, for the etag; failing_since and last_success_time do not count.
     revision = IntegerField(default=1)
+    # When a queued delivery last succeeded.
+    last_success_time = DoubleField(null=True)
+    # WebhookOrdering's value, or store.sequences.NUMBERING until a claim numbers its queue.
+    ordering = CharField(max_length=16, default="unordered")
 
     class Meta:
         table_name = "webhook"
         indexes = ((("organization", "project", "stack", "webhook_id"), True),)
+
+
+class HourlyAttemptsRow(BaseModel):
+    """A webhook's queued attempts that ended in one clock hour (hours since the epoch): the latest 24 make
+    its 24-hour counts, and older ones are pruned."""
+
+    webhook_id: int
+
+    webhook = ForeignKeyField(WebhookRow, on_delete="CASCADE")
+    hour = IntegerField()
+    succeeded = IntegerField(default=0)
+    failed = IntegerField(default=0)
+
+    class Meta:
+        table_name = "webhook_hourly_attempts"
+        primary_key = CompositeKey("webhook", "hour")
 
 
 class EventRow(BaseModel):
@@ -128,10 +149,32 @@ class DeliveryRow(BaseModel):
     # The attempts made before the retry schedule last began: a recovered delivery starts it afresh, while
     # its attempts keep their numbers.
     schedule_start = IntegerField(default=0)
+    # Deliveries of a webhook that keeps order go out one at a time per sequence: a stack's, `project/stack`,
+    # or one of its own (its delivery_id) for a delivery without a stack (a ping). Empty when the webhook did
+    # not keep order as the delivery was queued (store/sequences.py numbers those when it starts to).
+    sequence = CharField(max_length=201, default="")
 
     class Meta:
         table_name = "delivery"
         indexes = ((("state", "next_attempt_time"), False),)
+
+
+class SequenceLeaseRow(BaseModel):
+    """A sequence of an ordered webhook with a delivery out: the claim holds it with the delivery's own lease,
+    and no other delivery of the sequence is claimed until the attempt is recorded or the lease expires."""
+
+    webhook_id: int
+
+    webhook = ForeignKeyField(WebhookRow, on_delete="CASCADE")
+    sequence = CharField(max_length=201)
+    # The row ID of the delivery out.
+    delivery = IntegerField()
+    lease_owner = CharField(max_length=64)
+    lease_expires = DoubleField()
+
+    class Meta:
+        table_name = "sequence_lease"
+        primary_key = CompositeKey("webhook", "sequence")
 
 
 class AttemptRow(BaseModel):
@@ -148,6 +191,9 @@ class AttemptRow(BaseModel):
     response_body = TextField(default="")
     duration = DoubleField(default=0.0)
     error = TextField(default="")
+    # The delivery's state once this attempt was recorded, as watchers are told it; empty on attempts recorded
+    # before it was kept.
+    state = CharField(max_length=16, default="")
 
     class Meta:
         table_name = "delivery_attempt"

@@ -7,7 +7,6 @@ from collections.abc import Callable
 import peewee
 
 from webhook_service.store.models import (
-    AttemptRow,
     BaseModel,
     EventRow,
     SchemaVersionRow,
@@ -75,8 +74,27 @@ class _IdempotencyRowV1(BaseModel):
         indexes = ((("scope", "request_id"), True),)
 
 
+class _AttemptRowV1(BaseModel):
+    """delivery_attempt as the first release made it; _attempt_states adds to it."""
+
+    id = peewee.AutoField()
+    delivery = peewee.ForeignKeyField(_DeliveryRowV1, on_delete="CASCADE", index=True)
+    attempt_number = peewee.IntegerField()
+    start_time = peewee.DoubleField()
+    request_url = peewee.TextField()
+    request_headers = peewee.TextField()
+    response_code = peewee.IntegerField(default=0)
+    response_headers = peewee.TextField(default="{}")
+    response_body = peewee.TextField(default="")
+    duration = peewee.DoubleField(default=0.0)
+    error = peewee.TextField(default="")
+
+    class Meta:
+        table_name = "delivery_attempt"
+
+
 def _initial(db: peewee.Database) -> None:
-    db.create_tables([_WebhookRowV1, EventRow, _DeliveryRowV1, AttemptRow, _IdempotencyRowV1])
+    db.create_tables([_WebhookRowV1, EventRow, _DeliveryRowV1, _AttemptRowV1, _IdempotencyRowV1])
 
 
 def _api_tokens(db: peewee.Database) -> None:
@@ -134,6 +152,47 @@ def _webhook_revision(db: peewee.Database) -> None:
     db.execute_sql('ALTER TABLE "webhook" ADD COLUMN "revision" INTEGER NOT NULL DEFAULT 1')  # type: ignore[no-untyped-call]
 
 
+def _webhook_health(db: peewee.Database) -> None:
+    """Webhooks keep when a queued delivery last succeeded, and count their queued attempts by the hour.
+    Both start empty: the attempts made before are not counted."""
+    for statement in (
+        'ALTER TABLE "webhook" ADD COLUMN "last_success_time" DOUBLE PRECISION',
+        'CREATE TABLE "webhook_hourly_attempts" ('
+        ' "webhook_id" INTEGER NOT NULL REFERENCES "webhook" ("id") ON DELETE CASCADE,'
+        ' "hour" INTEGER NOT NULL, "succeeded" INTEGER NOT NULL DEFAULT 0, "failed" INTEGER NOT NULL DEFAULT 0,'
+        ' PRIMARY KEY ("webhook_id", "hour"))',
+    ):
+        db.execute_sql(statement)  # type: ignore[no-untyped-call]
+
+
+def _ordered_deliveries(db: peewee.Database) -> None:
+    """A webhook may keep its deliveries in order per stack. Each of its deliveries then names its sequence:
+    its stack, or itself when it has none (a ping); other webhooks' deliveries name none. A claim finds each
+    sequence's oldest pending delivery through an index of the pending deliveries that name one, which
+    other webhooks' deliveries stay out of, and holds the sequence in `sequence_lease` while it is out."""
+    for statement in (
+        """ALTER TABLE "webhook" ADD COLUMN "ordering" VARCHAR(16) NOT NULL DEFAULT 'unordered'""",
+        """ALTER TABLE "delivery" ADD COLUMN "sequence" VARCHAR(201) NOT NULL DEFAULT ''""",
+        'CREATE INDEX "delivery_pending_by_sequence" ON "delivery" ("webhook_id", "sequence", "id")'
+        """ WHERE "state" = 'pending' AND "sequence" <> ''""",
+        """CREATE TABLE "sequence_lease" (
+            "webhook_id" INTEGER NOT NULL REFERENCES "webhook" ("id") ON DELETE CASCADE,
+            "sequence" VARCHAR(201) NOT NULL,
+            "delivery" INTEGER NOT NULL,
+            "lease_owner" VARCHAR(64) NOT NULL,
+            "lease_expires" DOUBLE PRECISION NOT NULL,
+            PRIMARY KEY ("webhook_id", "sequence"))""",
+    ):
+        db.execute_sql(statement)  # type: ignore[no-untyped-call]
+
+
+def _attempt_states(db: peewee.Database) -> None:
+    """Each attempt keeps the state it left its delivery in, which watchers are told; earlier attempts have none."""
+    db.execute_sql(  # type: ignore[no-untyped-call]
+        """ALTER TABLE "delivery_attempt" ADD COLUMN "state" VARCHAR(16) NOT NULL DEFAULT ''"""
+    )
+
+
 # Append only: a released migration never changes, so every database reaches the same schema. A change to
 # an existing table is a new migration (playhouse.migrate's add_column and friends, or SQL both engines
 # read), and the migration that created the table keeps a frozen copy of the model as it was then.
@@ -146,6 +205,9 @@ MIGRATIONS: tuple[Callable[[peewee.Database], None], ...] = (
     _previous_secrets,
     _recovered_schedules,
     _webhook_revision,
+    _webhook_health,
+    _attempt_states,
+    _ordered_deliveries,
 )
 LATEST = len(MIGRATIONS)
 

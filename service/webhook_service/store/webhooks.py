@@ -13,10 +13,17 @@ import peewee
 from webhook_service.domain.errors import AlreadyExists, NotFound, Reason, ResourceExhausted
 from webhook_service.domain.idempotency import RequestKey
 from webhook_service.domain.limits import MAX_WEBHOOKS_PER_ORGANIZATION, MAX_WEBHOOKS_PER_STACK
-from webhook_service.domain.model import Webhook, WebhookFilter, WebhookFormat, WebhookGroup
+from webhook_service.domain.model import (
+    Webhook,
+    WebhookFilter,
+    WebhookFormat,
+    WebhookGroup,
+    WebhookHealth,
+    WebhookOrdering,
+)
 from webhook_service.domain.names import Parent, WebhookName, parse_webhook_name
 from webhook_service.domain.webhooks import reactivates
-from webhook_service.store import idempotency, secrets, statements
+from webhook_service.store import health, idempotency, secrets, sequences, statements
 from webhook_service.store.batches import delete_in_batches
 from webhook_service.store.database import scrub_freed_space, transaction
 from webhook_service.store.models import DeliveryRow, TokenRow, WebhookRow, database
@@ -42,6 +49,7 @@ _COLUMNS = (
     "previous_secret",
     "previous_secret_expire_time",
     "revision",
+    "ordering",
 )
 
 
@@ -71,6 +79,7 @@ def _webhook(values: Sequence[Any]) -> Webhook:
         previous_secret,
         previous_secret_expire_time,
         revision,
+        ordering,
     ) = values
     if previous_secret_expire_time is None or previous_secret_expire_time <= now():
         previous_secret, previous_secret_expire_time = "", None
@@ -94,6 +103,7 @@ def _webhook(values: Sequence[Any]) -> Webhook:
             format=WebhookFormat(format),
             filters=tuple(WebhookFilter(f) for f in filters.split(",") if f),
             groups=tuple(WebhookGroup(g) for g in groups.split(",") if g),
+            ordering=sequences.ordering_of(ordering),
         )
     except ValueError as error:
         log.error("webhook %s cannot be read: %s", webhook.name, error)
@@ -110,6 +120,29 @@ def to_webhook(row: WebhookRow) -> Webhook:
     return _webhook([getattr(row, column) for column in _COLUMNS])
 
 
+def _with_health(rows: Sequence[WebhookRow]) -> list[Webhook]:
+    """The webhooks of `rows` as callers see them, with their health: a fixed number of statements for the
+    lot, so a page of a thousand costs what a page of one does."""
+    found = health.counts([row.id for row in rows])
+    made = []
+    for row in rows:
+        counted = found.get(row.id, health.Counts())
+        state = WebhookHealth(
+            last_success_time=to_datetime(row.last_success_time),
+            failing_since=to_datetime(row.failing_since),
+            pending_deliveries=counted.pending,
+            succeeded_attempts_24h=counted.succeeded_24h,
+            failed_attempts_24h=counted.failed_24h,
+        )
+        made.append(dataclasses.replace(to_webhook(row), health=state))
+    return made
+
+
+def _shown(row: WebhookRow) -> Webhook:
+    [webhook] = _with_health([row])
+    return webhook
+
+
 def name_of(row: WebhookRow) -> str:
     return str(WebhookName(Parent(row.organization, row.project, row.stack), row.webhook_id))
 
@@ -123,6 +156,7 @@ def _columns(webhook: Webhook) -> dict[str, object]:
         "format": webhook.format.value,
         "filters": ",".join(webhook.filters),
         "groups": ",".join(webhook.groups),
+        "ordering": webhook.ordering.value,
         "disabled_reason": webhook.disabled_reason,
         "previous_secret": secrets.box().seal(webhook.previous_secret),
         "previous_secret_expire_time": (
@@ -195,15 +229,18 @@ def _create(webhook: Webhook, key: RequestKey | None) -> Webhook:
         )
         if key is not None:
             idempotency.remember(idempotency.CREATE_WEBHOOK, key, webhook.name)
+        # A new webhook's health is all zeros, which is what a Webhook starts with.
         return to_webhook(created)
 
 
 def get(name: WebhookName) -> Webhook:
-    return to_webhook(find_row(name))
+    """The webhook with its health."""
+    return _shown(find_row(name))
 
 
 def list_page(parent: Parent, after_id: int, limit: int) -> tuple[list[Webhook], int | None]:
-    """Up to `limit` webhooks of `parent` past the cursor `after_id`, and the cursor of the next page."""
+    """Up to `limit` webhooks of `parent` past the cursor `after_id`, with their health, and the cursor of
+    the next page."""
     rows = list(
         WebhookRow.select()
         .where(_parent_where(parent) & (WebhookRow.id > after_id))
@@ -212,7 +249,7 @@ def list_page(parent: Parent, after_id: int, limit: int) -> tuple[list[Webhook],
     )
     more = len(rows) > limit
     rows = rows[:limit]
-    return [to_webhook(row) for row in rows], (rows[-1].id if more else None)
+    return _with_health(rows), (rows[-1].id if more else None)
 
 
 def stacks_with_webhooks(organization: str, limit: int) -> list[Parent]:
@@ -249,10 +286,26 @@ def update(name: WebhookName, fields: Sequence[str], change: Callable[[Webhook],
         if reactivates(current, changed):
             # Its failures so far are not held against it again.
             columns.update(disabled_reason=changed.disabled_reason, failing_since=None)
+        if changed.ordering is current.ordering:
+            # Unchanged, and a queue still to be numbered stays so.
+            columns.pop("ordering", None)
+        elif changed.ordering is WebhookOrdering.PER_STACK:
+            columns["ordering"] = sequences.NUMBERING
+            _hold_publishes(row.id)
         WebhookRow.update(update_time=now(), revision=WebhookRow.revision + 1, **columns).where(
             WebhookRow.id == row.id
         ).execute()
-        return to_webhook(WebhookRow.get_by_id(row.id))
+        return _shown(WebhookRow.get_by_id(row.id))
+
+
+def _hold_publishes(row_id: int) -> None:
+    """Keeps publishes to the webhook out until the transaction ends. On PostgreSQL a publish holds its
+    webhooks' keys only, which the update's lock lets through: this stronger one waits for those under way,
+    and makes later ones wait, so each queues its deliveries either before the change, to be numbered with
+    the queue, or after it, numbered by itself. SQLite's write lock keeps them out already. The queue is
+    numbered by the next claim."""
+    if not isinstance(database.obj, peewee.SqliteDatabase):
+        WebhookRow.select(WebhookRow.id).where(WebhookRow.id == row_id).for_update().get()
 
 
 def delete(name: WebhookName) -> None:
@@ -289,6 +342,26 @@ def active_for_stack(stack: Parent) -> list[tuple[int, Webhook]]:
     # A row that cannot be read reads as inactive, and gets nothing.
     readable = ((row[0], _webhook(row[1:])) for row in rows.fetchall())
     return [(row_id, webhook) for row_id, webhook in readable if webhook.active]
+
+
+def of_organization(stack: Parent, other_stacks: int) -> tuple[list[Webhook], bool]:
+    """Every webhook of the stack's organization and of the stack itself, active or not, and up to
+    `other_stacks` webhooks of the organization's other stacks (by project, stack and ID); True when
+    those left some out. Without their health, which nothing asking this needs."""
+    with transaction():
+        in_scope = list(WebhookRow.select().where(_parent_where(Parent(stack.organization)) | _parent_where(stack)))
+        others = list(
+            WebhookRow.select()
+            .where(
+                (WebhookRow.organization == stack.organization)
+                & (WebhookRow.stack != "")
+                & ~((WebhookRow.project == stack.project) & (WebhookRow.stack == stack.stack))
+            )
+            .order_by(WebhookRow.project, WebhookRow.stack, WebhookRow.webhook_id)
+            .limit(other_stacks + 1)
+        )
+    rows = [*in_scope, *others[:other_stacks]]
+    return [to_webhook(row) for row in rows], len(others) > other_stacks
 
 
 def erase_expired_secrets(scrub_anyway: bool = False) -> int:

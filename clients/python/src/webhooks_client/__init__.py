@@ -26,8 +26,15 @@ from webhooks.v1.event_pb2 import (
     UpdateKind,
     UpdateResult,
 )
-from webhooks.v1.event_service_pb2 import PublishEventRequest, PublishEventResponse
-from webhooks.v1.webhook_pb2 import Webhook, WebhookFilter, WebhookFormat, WebhookGroup
+from webhooks.v1.event_service_pb2 import (
+    MismatchReason,
+    PublishEventRequest,
+    PublishEventResponse,
+    TestEventMatchRequest,
+    TestEventMatchResponse,
+    WebhookMatch,
+)
+from webhooks.v1.webhook_pb2 import Ordering, Webhook, WebhookFilter, WebhookFormat, WebhookGroup
 from webhooks.v1.webhook_service_pb2 import (
     CreateWebhookRequest,
     DeleteWebhookRequest,
@@ -44,6 +51,8 @@ from webhooks.v1.webhook_service_pb2 import (
     RotateWebhookSecretRequest,
     RotateWebhookSecretResponse,
     UpdateWebhookRequest,
+    WatchWebhookDeliveriesRequest,
+    WatchWebhookDeliveriesResponse,
 )
 from webhooks_client.client import DEFAULT_ATTEMPTS, DEFAULT_TIMEOUT, AsyncClient, Client, service_config
 from webhooks_client.errors import (
@@ -75,6 +84,8 @@ __all__ = [
     "ListWebhookDeliveriesResponse",
     "ListWebhooksRequest",
     "ListWebhooksResponse",
+    "MismatchReason",
+    "Ordering",
     "PingWebhookRequest",
     "PublishEventRequest",
     "PublishEventResponse",
@@ -85,10 +96,14 @@ __all__ = [
     "RotateWebhookSecretResponse",
     "StackAction",
     "StackEvent",
+    "TestEventMatchRequest",
+    "TestEventMatchResponse",
     "UpdateEvent",
     "UpdateKind",
     "UpdateResult",
     "UpdateWebhookRequest",
+    "WatchWebhookDeliveriesRequest",
+    "WatchWebhookDeliveriesResponse",
     "Webhook",
     "WebhookDelivery",
     "WebhookDeliveryAttempt",
@@ -97,6 +112,7 @@ __all__ = [
     "WebhookFilter",
     "WebhookFormat",
     "WebhookGroup",
+    "WebhookMatch",
     "error_info",
     "error_reason",
     "field_violations",

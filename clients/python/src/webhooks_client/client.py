@@ -5,13 +5,19 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeAlias
 
 import grpc
 
-from webhooks.v1 import event_service_pb2, event_service_pb2_grpc, webhook_service_pb2, webhook_service_pb2_grpc
+from webhooks.v1 import (
+    delivery_pb2,
+    event_service_pb2,
+    event_service_pb2_grpc,
+    webhook_service_pb2,
+    webhook_service_pb2_grpc,
+)
 
 # A call that sets no timeout of its own gives up after this many seconds (gRPC takes the shorter of the
 # two when it does); PingWebhook and RedeliverWebhookDelivery wait for a receiver, up to the service's
@@ -25,20 +31,26 @@ SERVICES = (
     webhook_service_pb2.DESCRIPTOR.services_by_name["WebhookService"].full_name,
     event_service_pb2.DESCRIPTOR.services_by_name["EventService"].full_name,
 )
+State: TypeAlias = delivery_pb2.WebhookDeliveryState.ValueType
+# Streams that last until the caller cancels them or the server shuts down: no default deadline.
+ENDLESS = ((SERVICES[0], "WatchWebhookDeliveries"),)
 
 
 def service_config(timeout: float = DEFAULT_TIMEOUT, attempts: int = DEFAULT_ATTEMPTS) -> str:
-    """The gRPC service config both clients use, as JSON (https://github.com/grpc/grpc/blob/master/doc/service_config.md)."""
-    method: dict[str, Any] = {"name": [{"service": service} for service in SERVICES], "timeout": f"{timeout:.3f}s"}
+    """The gRPC service config both clients use, as JSON (https://github.com/grpc/grpc/blob/master/doc/service_config.md).
+    A stream is retried only until its first answer arrives."""
+    calls: dict[str, Any] = {"name": [{"service": service} for service in SERVICES], "timeout": f"{timeout:.3f}s"}
+    streams: dict[str, Any] = {"name": [{"service": service, "method": method} for service, method in ENDLESS]}
     if attempts > 1:
-        method["retryPolicy"] = {
-            "maxAttempts": attempts,
-            "initialBackoff": "0.1s",
-            "maxBackoff": "2s",
-            "backoffMultiplier": 2,
-            "retryableStatusCodes": ["UNAVAILABLE"],
-        }
-    return json.dumps({"methodConfig": [method]})
+        for method in (calls, streams):
+            method["retryPolicy"] = {
+                "maxAttempts": attempts,
+                "initialBackoff": "0.1s",
+                "maxBackoff": "2s",
+                "backoffMultiplier": 2,
+                "retryableStatusCodes": ["UNAVAILABLE"],
+            }
+    return json.dumps({"methodConfig": [calls, streams]})
 
 
 def _options(options: Sequence[tuple[str, Any]] | None, timeout: float, attempts: int) -> list[tuple[str, Any]]:
@@ -91,6 +103,16 @@ class Client:
         self.webhooks = webhook_service_pb2_grpc.WebhookServiceStub(self.channel)
         self.events = event_service_pb2_grpc.EventServiceStub(self.channel)
 
+    def watch_webhook_deliveries(
+        self, parent: str, states: Iterable[State] = (), *, timeout: float | None = None
+    ) -> grpc._CallIterator[webhook_service_pb2.WatchWebhookDeliveriesResponse]:
+        """Every delivery attempt as it finishes, for a webhook, or every webhook of an organization (its stacks'
+        included) or a stack, optionally only those that leave their delivery in one of `states`
+        (WebhookDeliveryState values). Iterate the answer for them; it runs until `timeout`, `cancel()` or
+        the server's shutdown. `initial_metadata()` returns once the watch is in place."""
+        request = webhook_service_pb2.WatchWebhookDeliveriesRequest(parent=parent, states=list(states))
+        return self.webhooks.WatchWebhookDeliveries(request, timeout=timeout)
+
     def close(self) -> None:
         self.channel.close()
 
@@ -121,13 +143,23 @@ class AsyncClient:
         attempts: int = DEFAULT_ATTEMPTS,
     ) -> None:
         settings = _options(options, timeout, attempts)
-        interceptors = [_AsyncInterceptor(token)]
+        interceptors: list[grpc.aio.ClientInterceptor] = [_AsyncInterceptor(token), _AsyncStreamInterceptor(token)]
         if credentials is not None:
             self.channel = grpc.aio.secure_channel(target, credentials, options=settings, interceptors=interceptors)
         else:
             self.channel = grpc.aio.insecure_channel(target, options=settings, interceptors=interceptors)
         self.webhooks = webhook_service_pb2_grpc.WebhookServiceStub(self.channel)
         self.events = event_service_pb2_grpc.EventServiceStub(self.channel)
+
+    def watch_webhook_deliveries(
+        self, parent: str, states: Iterable[State] = (), *, timeout: float | None = None
+    ) -> grpc.aio.UnaryStreamCall[
+        webhook_service_pb2.WatchWebhookDeliveriesRequest, webhook_service_pb2.WatchWebhookDeliveriesResponse
+    ]:
+        """As Client.watch_webhook_deliveries: iterate the answer with `async for`; `await
+        call.initial_metadata()` returns once the watch is in place."""
+        request = webhook_service_pb2.WatchWebhookDeliveriesRequest(parent=parent, states=list(states))
+        return self.webhooks.WatchWebhookDeliveries(request, timeout=timeout)
 
     async def close(self) -> None:
         await self.channel.close()
@@ -141,7 +173,7 @@ class AsyncClient:
         await self.close()
 
 
-class _Interceptor(grpc.UnaryUnaryClientInterceptor):
+class _Interceptor(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor):
     """The token as metadata rather than call credentials, which gRPC allows on TLS channels only."""
 
     def __init__(self, token: str | None) -> None:
@@ -150,10 +182,21 @@ class _Interceptor(grpc.UnaryUnaryClientInterceptor):
     def intercept_unary_unary(self, continuation: Any, client_call_details: Any, request: Any) -> Any:
         return continuation(*_prepared(client_call_details, request, self._token))
 
+    def intercept_unary_stream(self, continuation: Any, client_call_details: Any, request: Any) -> Any:
+        return continuation(*_prepared(client_call_details, request, self._token))
+
 
 class _AsyncInterceptor(grpc.aio.UnaryUnaryClientInterceptor):
     def __init__(self, token: str | None) -> None:
         self._token = token
 
     async def intercept_unary_unary(self, continuation: Any, client_call_details: Any, request: Any) -> Any:
+        return await continuation(*_prepared(client_call_details, request, self._token))
+
+
+class _AsyncStreamInterceptor(grpc.aio.UnaryStreamClientInterceptor):
+    def __init__(self, token: str | None) -> None:
+        self._token = token
+
+    async def intercept_unary_stream(self, continuation: Any, client_call_details: Any, request: Any) -> Any:
         return await continuation(*_prepared(client_call_details, request, self._token))

@@ -4,13 +4,14 @@ they are never counted nor refused."""
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
 
-from webhook_service.api.grpc.handlers import Context, Handler, service_operation, wrap_unary
+from webhook_service.api.grpc.handlers import Context, service_operation, wrap
 from webhook_service.api.grpc.observe import note_caller
 from webhook_service.app.calls import Calls
 from webhook_service.domain.access import Principal
@@ -40,13 +41,14 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
         value = metadata.get("authorization")
         authorization = value.decode() if isinstance(value, bytes) else value
 
-        async def called(inner: Handler, request: Any, context: Context) -> Any:
+        @contextlib.asynccontextmanager
+        async def admitted(context: Context) -> AsyncIterator[None]:
             async with self._calls.call(authorization, operation, context.peer()) as principal:
                 note_caller(principal)
                 bound = _caller.set(principal)
                 try:
-                    return await inner(request, context)
+                    yield
                 finally:
                     _caller.reset(bound)
 
-        return wrap_unary(handler, called)
+        return wrap(handler, admitted)

@@ -12,11 +12,14 @@ from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from webhook_service.domain.errors import InvalidArgument, Reason, Violations
+from webhook_service.domain.filters import Match
 from webhook_service.domain.model import (
     Attempt,
     Delivery,
+    DeliveryState,
     DeploymentChange,
     Event,
+    FinishedAttempt,
     Identity,
     StackChange,
     UpdateChange,
@@ -25,10 +28,11 @@ from webhook_service.domain.model import (
     WebhookFilter,
     WebhookFormat,
     WebhookGroup,
+    WebhookOrdering,
 )
 from webhook_service.domain.names import parse_stack
 from webhook_service.domain.webhooks import UPDATABLE_FIELDS
-from webhooks.v1 import delivery_pb2, event_pb2, webhook_pb2
+from webhooks.v1 import delivery_pb2, event_pb2, event_service_pb2, webhook_pb2, webhook_service_pb2
 
 E = TypeVar("E", bound=enum.StrEnum)
 
@@ -65,6 +69,7 @@ def enum_to_proto(descriptor: EnumDescriptor, prefix: str, value: enum.StrEnum) 
 _FORMAT = webhook_pb2.DESCRIPTOR.enum_types_by_name["WebhookFormat"]
 _FILTER = webhook_pb2.DESCRIPTOR.enum_types_by_name["WebhookFilter"]
 _GROUP = webhook_pb2.DESCRIPTOR.enum_types_by_name["WebhookGroup"]
+_ORDERING = webhook_pb2.DESCRIPTOR.enum_types_by_name["Ordering"]
 
 
 def timestamp(moment: datetime | None) -> Timestamp | None:
@@ -100,6 +105,12 @@ def webhook_format(number: int, field: str) -> WebhookFormat:
     return enum_from_proto(_FORMAT, "WEBHOOK_FORMAT_", WebhookFormat, number, field)
 
 
+def webhook_ordering(number: int, field: str) -> WebhookOrdering:
+    if number == webhook_pb2.ORDERING_UNSPECIFIED:
+        return WebhookOrdering.UNORDERED
+    return enum_from_proto(_ORDERING, "ORDERING_", WebhookOrdering, number, field)
+
+
 def webhook_fields(message: webhook_pb2.Webhook, found: Violations) -> WebhookFields:
     """The fields the message sets; an absent `active` means true. Enum values it cannot take are added to
     `found` (filters and groups by index) and left out, so the application can report them with the rest."""
@@ -111,6 +122,7 @@ def webhook_fields(message: webhook_pb2.Webhook, found: Violations) -> WebhookFi
         format=found.check(webhook_format, message.format, "webhook.format") or WebhookFormat.RAW,
         filters=_enums_from_proto(_FILTER, "WEBHOOK_FILTER_", WebhookFilter, message.filters, "webhook.filters", found),
         groups=_enums_from_proto(_GROUP, "WEBHOOK_GROUP_", WebhookGroup, message.groups, "webhook.groups", found),
+        ordering=found.check(webhook_ordering, message.ordering, "webhook.ordering") or WebhookOrdering.UNORDERED,
     )
 
 
@@ -130,6 +142,32 @@ def webhook_to_proto(webhook: Webhook) -> webhook_pb2.Webhook:
         update_time=timestamp(webhook.update_time),
         previous_secret_expire_time=timestamp(webhook.previous_secret_expire_time),
         etag=webhook.etag,
+        ordering=(
+            webhook_pb2.ORDERING_UNSPECIFIED
+            if webhook.ordering is WebhookOrdering.UNORDERED
+            else enum_to_proto(_ORDERING, "ORDERING_", webhook.ordering)
+        ),
+        last_success_time=timestamp(webhook.health.last_success_time),
+        failing_since=timestamp(webhook.health.failing_since),
+        pending_deliveries=webhook.health.pending_deliveries,
+        succeeded_attempts_24h=webhook.health.succeeded_attempts_24h,
+        failed_attempts_24h=webhook.health.failed_attempts_24h,
+    )
+
+
+_MISMATCH = event_service_pb2.DESCRIPTOR.enum_types_by_name["MismatchReason"]
+
+
+def match_to_proto(webhook: Webhook, found: Match) -> event_service_pb2.WebhookMatch:
+    return event_service_pb2.WebhookMatch(
+        webhook=webhook.name,
+        matched=found.matched,
+        reason=(
+            event_service_pb2.MISMATCH_REASON_UNSPECIFIED
+            if found.mismatch is None
+            else enum_to_proto(_MISMATCH, "MISMATCH_REASON_", found.mismatch)
+        ),
+        detail=found.detail,
     )
 
 
@@ -301,3 +339,23 @@ def delivery_to_proto(delivery: Delivery, full: bool) -> delivery_pb2.WebhookDel
         message.payload = delivery.payload.decode("utf-8", errors="replace")
         message.attempts.extend(attempt_to_proto(attempt) for attempt in delivery.attempts)
     return message
+
+
+def delivery_states(numbers: Iterable[int], field: str, found: Violations) -> tuple[DeliveryState, ...]:
+    """The states of a repeated WebhookDeliveryState field; UNSPECIFIED and unknown numbers are violations."""
+    return _enums_from_proto(_DELIVERY_STATE, "WEBHOOK_DELIVERY_STATE_", DeliveryState, numbers, field, found)
+
+
+def finished_to_proto(attempt: FinishedAttempt, dropped: int) -> webhook_service_pb2.WatchWebhookDeliveriesResponse:
+    """An attempt as a watcher gets it; `dropped`, the attempts the watcher missed just before it."""
+    return webhook_service_pb2.WatchWebhookDeliveriesResponse(
+        delivery=str(attempt.delivery),
+        kind=attempt.kind,
+        attempt_number=attempt.number,
+        response_code=attempt.response_code,
+        duration=_duration(attempt.duration),
+        state=enum_to_proto(_DELIVERY_STATE, "WEBHOOK_DELIVERY_STATE_", attempt.state),
+        error=attempt.error,
+        finish_time=timestamp(attempt.finish_time),
+        dropped_count=dropped,
+    )

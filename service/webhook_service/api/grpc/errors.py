@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable
-from typing import Any, cast
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import grpc
 from google.protobuf import any_pb2
@@ -12,7 +13,7 @@ from google.protobuf.message import Message
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from webhook_service.api.grpc.handlers import Context, Handler
+from webhook_service.api.grpc.handlers import Context, wrap
 from webhook_service.api.observe import CODE_NAMES
 from webhook_service.domain import errors
 
@@ -61,7 +62,7 @@ def internal_status() -> grpc.Status:
 
 class ErrorInterceptor(grpc.aio.ServerInterceptor):
     """Turns ServiceError into its status, and anything unexpected into an INTERNAL that reveals nothing
-    (the log has the traceback)."""
+    (the log has the traceback), for unary calls and streams alike."""
 
     async def intercept_service(
         self,
@@ -69,16 +70,12 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler[Any, Any] | None:
         handler = await continuation(handler_call_details)
-        if handler is None or handler.unary_unary is None:
-            return handler
-        inner = cast(Handler, handler.unary_unary)
-        decode = handler.request_deserializer
         method = handler_call_details.method
 
-        # The request arrives as bytes and is decoded here, so a malformed one is INVALID_ARGUMENT, not INTERNAL.
-        async def guarded(raw: bytes, context: Context) -> Any:
+        @contextlib.asynccontextmanager
+        async def guarded(context: Context) -> AsyncIterator[None]:
             try:
-                return await inner(_decoded(decode, raw), context)
+                yield
             except errors.ServiceError as error:
                 status = to_status(error)
                 await context.abort(status.code, status.details, status.trailing_metadata)
@@ -89,7 +86,8 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
                 status = internal_status()
                 await context.abort(status.code, status.details, status.trailing_metadata)
 
-        return grpc.unary_unary_rpc_method_handler(guarded, response_serializer=handler.response_serializer)
+        # The request arrives as bytes and is decoded inside, so a malformed one is INVALID_ARGUMENT, not INTERNAL.
+        return wrap(handler, guarded, _decoded)
 
 
 def _decoded(decode: Callable[[bytes], Any] | None, raw: bytes) -> Any:

@@ -1,15 +1,21 @@
-"""Wrapping unary handlers, for interceptors that act around each call in its own task."""
+"""Wrapping handlers, unary and server-streaming alike, for interceptors that act around each call in its own
+task."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import inspect
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from typing import Any, cast
 
 import grpc
 
 Context = grpc.aio.ServicerContext[Any, Any]
 Handler = Callable[[Any, Context], Awaitable[Any]]
-Around = Callable[[Handler, Any, Context], Awaitable[Any]]
+StreamHandler = Callable[[Any, Context], AsyncIterator[Any]]
+# What an interceptor does around one call: entered before the handler runs, left once it has answered or its
+# stream has ended, with whatever it raised.
+Around = Callable[[Context], AbstractAsyncContextManager[None]]
 
 # The service's own methods; health and reflection are not among them.
 SERVICE_PREFIX = "/webhooks.v1."
@@ -20,17 +26,55 @@ def service_operation(method: str) -> str | None:
     return method.rsplit("/", 1)[1] if method.startswith(SERVICE_PREFIX) else None
 
 
-def wrap_unary(
-    handler: grpc.RpcMethodHandler[Any, Any] | None, around: Around
+def wrap(
+    handler: grpc.RpcMethodHandler[Any, Any] | None,
+    around: Around,
+    decode: Callable[[Callable[[bytes], Any] | None, bytes], Any] | None = None,
 ) -> grpc.RpcMethodHandler[Any, Any] | None:
-    """`handler` with `around(inner, request, context)` called in its place; other kinds pass through."""
-    if handler is None or handler.unary_unary is None:
-        return handler
-    inner = cast(Handler, handler.unary_unary)
+    """`handler` run inside `around(context)`, for a unary call or a server stream; client streams (reflection)
+    pass through.
 
-    async def wrapped(request: Any, context: Context) -> Any:
-        return await around(inner, request, context)
+    With `decode`, the new handler takes the request's bytes and `decode(deserializer, raw)` makes the request
+    inside `around`, so `around` sees a request that does not decode fail like any other call.
+    """
+    if handler is None:
+        return None
+    deserializer = handler.request_deserializer
 
-    return grpc.unary_unary_rpc_method_handler(
-        wrapped, request_deserializer=handler.request_deserializer, response_serializer=handler.response_serializer
-    )
+    def request(raw: Any) -> Any:
+        return raw if decode is None else decode(deserializer, raw)
+
+    reads = None if decode is not None else deserializer
+    if handler.unary_unary is not None:
+        inner = cast(Handler, handler.unary_unary)
+
+        async def unary(raw: Any, context: Context) -> Any:
+            async with around(context):
+                return await inner(request(raw), context)
+
+        return grpc.unary_unary_rpc_method_handler(
+            unary, request_deserializer=reads, response_serializer=handler.response_serializer
+        )
+    if handler.unary_stream is not None and inspect.isasyncgenfunction(handler.unary_stream):
+        streamed = cast(StreamHandler, handler.unary_stream)
+
+        async def stream(raw: Any, context: Context) -> AsyncIterator[Any]:
+            async with around(context):
+                async for response in streamed(request(raw), context):
+                    yield response
+
+        return grpc.unary_stream_rpc_method_handler(
+            stream, request_deserializer=reads, response_serializer=handler.response_serializer
+        )
+    if handler.unary_stream is not None:
+        # A stream that writes its responses itself (context.write), as gRPC's health Watch does.
+        writes = cast(Handler, handler.unary_stream)
+
+        async def written(raw: Any, context: Context) -> None:
+            async with around(context):
+                await writes(request(raw), context)
+
+        return grpc.unary_stream_rpc_method_handler(
+            written, request_deserializer=reads, response_serializer=handler.response_serializer
+        )
+    return handler

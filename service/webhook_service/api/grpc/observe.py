@@ -5,15 +5,16 @@ health and reflection do not."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import grpc
 
-from webhook_service.api.grpc.handlers import Context, Handler, service_operation, wrap_unary
+from webhook_service.api.grpc.handlers import Context, service_operation, wrap
 from webhook_service.api.observe import record_call
 from webhook_service.domain.access import Principal
 from webhook_service.metrics import Metrics
@@ -49,16 +50,16 @@ class ObserveInterceptor(grpc.aio.ServerInterceptor):
             return handler
         metrics = self._metrics
 
-        async def observed(inner: Handler, request: Any, context: Context) -> Any:
+        @contextlib.asynccontextmanager
+        async def observed(context: Context) -> AsyncIterator[None]:
             call = _Call()
             bound = _call.set(call)
             started = time.perf_counter()
             # What gRPC answers for an exception that no interceptor turned into a status.
             code = "UNKNOWN"
             try:
-                response = await inner(request, context)
+                yield
                 code = _name(context.code())
-                return response
             except grpc.aio.AbortError:
                 code = _name(context.code())
                 raise
@@ -70,7 +71,7 @@ class ObserveInterceptor(grpc.aio.ServerInterceptor):
                 _call.reset(bound)
                 record_call(metrics, operation, code, time.perf_counter() - started, call.token_id)
 
-        return wrap_unary(handler, observed)
+        return wrap(handler, observed)
 
 
 def _name(code: grpc.StatusCode | None) -> str:

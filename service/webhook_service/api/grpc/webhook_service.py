@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
@@ -9,9 +10,11 @@ from google.protobuf import empty_pb2
 
 from webhook_service.api.grpc.calls import caller
 from webhook_service.api.grpc.convert import (
+    delivery_states,
     delivery_to_proto,
     delivery_view,
     fields_set,
+    finished_to_proto,
     moment_from_proto,
     seconds_from_proto,
     webhook_fields,
@@ -122,3 +125,14 @@ class WebhookService(webhook_service_pb2_grpc.WebhookServiceServicer):
         since = rejected.check(moment_from_proto, request.since, "since") if request.HasField("since") else None
         count = await self.deliveries.recover(caller(), request.parent, since, request.request_id, rejected.found)
         return webhook_service_pb2.RecoverWebhookDeliveriesResponse(recovered_count=count)
+
+    async def WatchWebhookDeliveries(
+        self, request: webhook_service_pb2.WatchWebhookDeliveriesRequest, context: Context
+    ) -> AsyncIterator[webhook_service_pb2.WatchWebhookDeliveriesResponse]:
+        rejected = Violations()
+        states = delivery_states(request.states, "states", rejected)
+        async with self.deliveries.watch(caller(), request.parent, states, rejected.found) as mailbox:
+            # Headers go out once the watch is in place: a caller that waits for them misses no attempt after.
+            await context.send_initial_metadata(())
+            async for watched in mailbox:
+                yield finished_to_proto(watched.attempt, watched.dropped)

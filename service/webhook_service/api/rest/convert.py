@@ -34,7 +34,16 @@ SETTABLE = {
     "groups": "groups",
 }
 # Output only, accepted and ignored, so a webhook as GET returns it can be sent back with changes.
-OUTPUT_ONLY = ("hasSecret", "disabledReason", "previousSecretExpireTime")
+OUTPUT_ONLY = (
+    "hasSecret",
+    "disabledReason",
+    "previousSecretExpireTime",
+    "lastSuccessTime",
+    "failingSince",
+    "pendingDeliveries",
+    "succeededAttempts24h",
+    "failedAttempts24h",
+)
 KNOWN = frozenset({*PLACEMENT, "name", *SETTABLE, *OUTPUT_ONLY})
 
 # Domain field paths whose REST name is not simply their camelCase.
@@ -164,12 +173,19 @@ def _only(body: dict[str, Any], known: tuple[str, ...]) -> None:
 def webhook_json(webhook: Webhook) -> dict[str, Any]:
     """The webhook as Pulumi returns one: never the secret, only whether there is one. Stack webhooks
     add their project and stack; a rotation under way adds when the secret it replaced stops signing
-    (`previousSecretExpireTime`, unix seconds)."""
+    (`previousSecretExpireTime`, unix seconds). Beyond Pulumi's fields, its health; Pulumi's clients
+    skip fields they do not know, and take a webhook with them back."""
     where: dict[str, Any] = {"organizationName": webhook.parent.organization}
     if webhook.parent.is_stack:
         where |= {"projectName": webhook.parent.project, "stackName": webhook.parent.stack}
-    if webhook.previous_secret_expire_time is not None:
-        where["previousSecretExpireTime"] = int(webhook.previous_secret_expire_time.timestamp())
+    health = webhook.health
+    for key, moment in (
+        ("previousSecretExpireTime", webhook.previous_secret_expire_time),
+        ("lastSuccessTime", health.last_success_time),
+        ("failingSince", health.failing_since),
+    ):
+        if moment is not None:
+            where[key] = int(moment.timestamp())
     return where | {
         "name": webhook.webhook_id,
         "displayName": webhook.display_name,
@@ -180,6 +196,9 @@ def webhook_json(webhook: Webhook) -> dict[str, Any]:
         "filters": [wanted.value for wanted in webhook.filters],
         "groups": [group.value for group in webhook.groups],
         "disabledReason": webhook.disabled_reason,
+        "pendingDeliveries": health.pending_deliveries,
+        "succeededAttempts24h": health.succeeded_attempts_24h,
+        "failedAttempts24h": health.failed_attempts_24h,
     }
 
 
