@@ -12,7 +12,6 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
@@ -21,7 +20,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tests.support.databases import Databases
-from tests.support.process import ServiceProcess
+from tests.support.process import ServiceProcess, serving
 from tests.support.receiver import Received, Receiver, Reply
 from webhooks.v1 import delivery_pb2, event_pb2, event_service_pb2, webhook_pb2, webhook_service_pb2
 from webhooks_client import Client
@@ -46,19 +45,6 @@ def receiver() -> Iterator[Receiver]:
     running = Receiver()
     yield running
     running.close()
-
-
-@contextmanager
-def serving(database: str, *flags: str) -> Iterator[ServiceProcess]:
-    """`webhooks serve` on a free port; killed on the way out unless the test already stopped it."""
-    service = ServiceProcess(
-        ["serve", "--listen", "127.0.0.1:0", "--database", database, "--allow-network", "127.0.0.0/8", *flags]
-    )
-    try:
-        yield service
-    finally:
-        if service.process.poll() is None:
-            service.kill()
 
 
 def connect(service: ServiceProcess) -> Client:

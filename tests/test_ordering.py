@@ -13,8 +13,7 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +27,7 @@ from tests.helpers import WS, make_webhook, publish, rpc_error, wait_for_deliver
 from tests.support import sql
 from tests.support.databases import Databases
 from tests.support.postgres import PostgresCluster
-from tests.support.process import ServiceProcess
+from tests.support.process import ServiceProcess, serving
 from tests.support.receiver import Received, Receiver, Reply
 from tests.support.running import RunningServer, settings_in
 from tests.support.tokens import create_key
@@ -382,20 +381,6 @@ def test_switching_ordering_on_waits_for_a_publish_under_way(
 # --- processes --------------------------------------------------------------------------------------
 
 
-@contextmanager
-def serving(cwd: Path, database: str, *flags: str) -> Iterator[ServiceProcess]:
-    """`webhooks serve` in `cwd`, killed on the way out unless the test stopped it."""
-    service = ServiceProcess(
-        ["serve", "--listen", "127.0.0.1:0", "--database", database, "--allow-network", "127.0.0.0/8", *flags],
-        cwd=cwd,
-    )
-    try:
-        yield service
-    finally:
-        if service.process.poll() is None:
-            service.kill()
-
-
 def connect(service: ServiceProcess) -> Client:
     return Client(service.target, token=service.admin_token)
 
@@ -411,7 +396,7 @@ def test_sigkill_mid_flight_then_restart_keeps_the_order(
     receiver.script(path, [Reply(delay=answer_takes)])
     order = interleaved("ab", 4)
 
-    with serving(tmp_path, database, *flags) as first:
+    with serving(database, *flags, cwd=tmp_path) as first:
         with connect(first) as client:
             hook = make_webhook(client, f"organizations/{org}", receiver.url(path), ordering=PER_STACK)
             names = publish_in_order(client, org, order)
@@ -423,7 +408,7 @@ def test_sigkill_mid_flight_then_restart_keeps_the_order(
     stranded = sql.execute(database, "SELECT delivery_id FROM delivery WHERE lease_owner IS NOT NULL")
     assert stranded, "the service was killed holding no claims: nothing was tested"
 
-    with serving(tmp_path, database, *flags) as second, connect(second) as client:
+    with serving(database, *flags, cwd=tmp_path) as second, connect(second) as client:
         for deliveries in names.values():
             wait_for_delivery(client, deliveries[0], timeout=90)
         page = client.webhooks.ListWebhookDeliveries(WS.ListWebhookDeliveriesRequest(parent=hook.name))

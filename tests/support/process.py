@@ -10,7 +10,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 LISTENING = re.compile(r"listening on (\S+):(\d+)")
@@ -94,3 +95,18 @@ class ServiceProcess:
         self.process.kill()
         self.process.wait(10)
         self._reader.join(5)
+
+
+@contextmanager
+def serving(database: str, *flags: str, cwd: Path | None = None) -> Iterator[ServiceProcess]:
+    """`webhooks serve` on a free port, allowed to deliver to local receivers; killed on the way out unless
+    the test already stopped it."""
+    service = ServiceProcess(
+        ["serve", "--listen", "127.0.0.1:0", "--database", database, "--allow-network", "127.0.0.0/8", *flags],
+        cwd=cwd,
+    )
+    try:
+        yield service
+    finally:
+        if service.process.poll() is None:
+            service.kill()
