@@ -40,6 +40,13 @@ def environment_for(server: RunningServer, **env: str) -> dict[str, str]:
     return {**environment, "WEBHOOKS_SERVER": server.target, "WEBHOOKS_TOKEN": server.admin_token, **env}
 
 
+def as_in_a_terminal() -> None:
+    """Ctrl-C reaches the child as it does a command a person starts in a terminal. A test run that was started
+    in the background (`make test &`, CI) has SIGINT ignored, which its children would inherit, and Python then
+    never turns SIGINT into KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Tail:
     """`webhooks tail PARENT ...` as a child process, its output read as it comes; on a pseudo-terminal when
     `terminal`, as when a person runs it in one."""
@@ -56,6 +63,7 @@ class Tail:
             stderr=subprocess.PIPE,
             text=True,
             env=environment_for(server, **env),
+            preexec_fn=as_in_a_terminal,
         )
         if terminal:
             os.close(screen)
