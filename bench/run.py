@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import math
 import os
 import re
@@ -170,14 +171,21 @@ class Mode:
         return self.engine == "postgresql"
 
 
-def parse_modes(text: str) -> list[Mode]:
+def parse_modes(text: str, service_args: Sequence[str] = ()) -> list[Mode]:
+    """The modes `--modes` names; the SQLite mode's server starts as many dispatcher processes as
+    `service_args` say (--dispatch-processes), 1 unless they say otherwise."""
+    beside = 1
+    words = [part for arg in service_args for part in arg.split("=", 1)]
+    for flag, value in itertools.pairwise(words):
+        if flag == "--dispatch-processes":
+            beside = int(value)
     modes = []
     for name in (part.strip() for part in text.split(",")):
         if not name:
             continue
         found = POSTGRESQL_MODE.fullmatch(name)
         if name == "sqlite":
-            modes.append(Mode(name, "sqlite", Topology(0)))
+            modes.append(Mode(name, "sqlite", Topology(0, beside)))
         elif found:
             modes.append(Mode(name, "postgresql", Topology(int(found[1]))))
         else:
@@ -808,7 +816,7 @@ def scaling_rows(results: Sequence[tuple[Mode, ModeResult]]) -> list[Row | Headi
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    modes = parse_modes(args.modes)
+    modes = parse_modes(args.modes, args.service_arg)
     phases = {phase.strip() for phase in args.phases.split(",") if phase.strip()}
     if args.backlog:
         phases.add("backlog")

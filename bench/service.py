@@ -1,8 +1,9 @@
 """The service under test: a deployment of the installed `webhooks` console script as child processes.
 
 A deployment is one `webhooks serve` process (the API) and 0..N `webhooks dispatch` processes on one database.
-With no dispatcher processes the API process runs its built-in dispatcher (the SQLite mode); with some, it is
-started with `--dispatch-concurrency 0` and serves the API only.
+With no `webhooks dispatch` processes the API process dispatches (the SQLite mode): from the dispatcher
+processes it starts itself (`--dispatch-processes`, 1 by default), or in its own process with 0; with some, it
+is started with `--dispatch-concurrency 0` and serves the API only.
 """
 
 from __future__ import annotations
@@ -227,27 +228,82 @@ class WebhooksProcess:
         return code
 
     def kill(self) -> None:
-        self.process.kill()
+        if self.process.poll() is None:
+            self.process.kill()
         self.process.wait(10)
         self._reader.join(5)
 
 
 @dataclass(frozen=True)
 class Topology:
-    """`dispatchers` 0: one `webhooks serve` that dispatches too. N > 0: an API-only `webhooks serve
+    """`dispatchers` 0: one `webhooks serve` that dispatches too, from `beside` dispatcher processes of its
+    own (its --dispatch-processes), or in its own process when that is 0. N > 0: an API-only `webhooks serve
     --dispatch-concurrency 0` plus N `webhooks dispatch` processes."""
 
     dispatchers: int = 0
+    beside: int = 1
 
     @property
     def processes(self) -> int:
-        return 1 + self.dispatchers
+        return 1 + self.dispatchers if self.dispatchers else 1 + self.beside
 
     def __str__(self) -> str:
         if not self.dispatchers:
-            return "one `webhooks serve` with its built-in dispatcher"
+            if not self.beside:
+                return "one `webhooks serve --dispatch-processes 0`, dispatching in the API process"
+            plural = "es" if self.beside > 1 else ""
+            return f"one `webhooks serve`: the API process and {self.beside} dispatcher process{plural} it starts"
         plural = "es" if self.dispatchers > 1 else ""
         return f"`webhooks serve --dispatch-concurrency 0` + {self.dispatchers} `webhooks dispatch` process{plural}"
+
+
+class ServeChild:
+    """A dispatcher process `webhooks serve` started: measured like the others; the server stops it, and its
+    log lines are in the server's."""
+
+    def __init__(self, role: str, pid: int) -> None:
+        self.role = role
+        self.pid = pid
+
+    def rss_mib(self) -> float:
+        return memory_kib(self.pid)["VmRSS"] / 1024
+
+    def anon_rss_mib(self) -> float:
+        return memory_kib(self.pid)["RssAnon"] / 1024
+
+    def peak_rss_mib(self) -> float:
+        return memory_kib(self.pid)["VmHWM"] / 1024
+
+    def cpu_seconds(self) -> float:
+        return cpu_seconds(self.pid)
+
+    def profile(self, output: str) -> None:
+        self._profiler = start_profiler(self.pid, output)
+
+    def errors(self) -> list[str]:
+        return []
+
+    def terminate(self) -> None:
+        pass
+
+    def stop(self, timeout: float = 30) -> int:
+        deadline = time.monotonic() + timeout
+        while Path(f"/proc/{self.pid}").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return 0
+
+    def kill(self) -> None:
+        pass
+
+
+def dispatcher_children(pid: int) -> list[int]:
+    """The dispatcher processes `webhooks serve` of `pid` started."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            if b"webhook_service.dispatchers" in Path(f"/proc/{child}/cmdline").read_bytes():
+                found.append(int(child))
+    return found
 
 
 class Deployment:
@@ -276,32 +332,39 @@ class Deployment:
             LISTENING,
         )
         self.started = self.api.started
-        self.processes = [self.api]
+        self.processes: list[WebhooksProcess | ServeChild] = [self.api]
         try:
             listening = self.api.wait_ready()
             self.target = f"127.0.0.1:{listening[2]}"
-            for number in range(1, topology.dispatchers + 1):
-                self.processes.append(
-                    WebhooksProcess(
-                        f"dispatcher {number}",
-                        ["dispatch", "--database", database, *DISPATCH_FLAGS, *dispatch_args],
-                        home,
-                        DISPATCHING,
-                    )
+            if not topology.dispatchers:
+                # The server logs its start once its dispatcher processes dispatch.
+                children = dispatcher_children(self.api.pid)
+                if len(children) != topology.beside:
+                    raise RuntimeError(f"the server runs {len(children)} dispatcher processes, not {topology.beside}")
+                self.processes += [ServeChild(f"dispatcher {n}", pid) for n, pid in enumerate(children, 1)]
+            separate = [
+                WebhooksProcess(
+                    f"dispatcher {number}",
+                    ["dispatch", "--database", database, *DISPATCH_FLAGS, *dispatch_args],
+                    home,
+                    DISPATCHING,
                 )
-            for process in self.dispatchers:
+                for number in range(1, topology.dispatchers + 1)
+            ]
+            self.processes += separate
+            for process in separate:
                 process.wait_ready()
         except BaseException:
             self.kill()
             raise
         self.metadata = (("authorization", "Bearer " + (home / ADMIN_TOKEN).read_text().strip()),)
         if profile:
-            for process in self.processes:
-                suffix = "" if len(self.processes) == 1 else "-" + process.role.replace(" ", "-").lower()
-                process.profile(f"{profile}{suffix}.txt")
+            for each in self.processes:
+                suffix = "" if len(self.processes) == 1 else "-" + each.role.replace(" ", "-").lower()
+                each.profile(f"{profile}{suffix}.txt")
 
     @property
-    def dispatchers(self) -> list[WebhooksProcess]:
+    def dispatchers(self) -> list[WebhooksProcess | ServeChild]:
         return self.processes[1:]
 
     def cpu_seconds(self) -> PerProcess:
@@ -332,5 +395,4 @@ class Deployment:
 
     def kill(self) -> None:
         for process in self.processes:
-            if process.process.poll() is None:
-                process.kill()
+            process.kill()

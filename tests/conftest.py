@@ -13,7 +13,7 @@ from tests.support.postgres import PostgresCluster
 from tests.support.receiver import Receiver
 from tests.support.running import LOOPBACK, RunningServer, settings_in
 from webhook_service.dispatch.settings import DispatchSettings
-from webhook_service.server import ServerSettings
+from webhook_service.process import ServerSettings
 from webhooks_client import Client
 
 

@@ -26,7 +26,7 @@ from tests.support.receiver import Receiver, Reply
 from tests.support.running import RunningServer
 from tests.support.tokens import create_token
 from webhook_service.cli import main
-from webhook_service.server import TlsSettings
+from webhook_service.process import TlsSettings
 from webhooks_client import WebhookDeliveryState, verify_signature
 
 Start = Callable[..., RunningServer]

@@ -19,7 +19,7 @@ from tests.support.receiver import Receiver
 from tests.support.running import RunningServer
 from tests.support.tokens import create_key, create_token
 from webhook_service.domain.limits import MAX_WEBHOOKS_PER_ORGANIZATION, MAX_WEBHOOKS_PER_STACK
-from webhook_service.server import TlsSettings
+from webhook_service.process import TlsSettings
 from webhooks.v1 import event_service_pb2, webhook_pb2, webhook_service_pb2_grpc
 from webhooks_client import Client, field_violations
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -14,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from webhook_service import __version__, handshakes, logs
 from webhook_service.dispatch.settings import DEFAULT_RETRY_SCHEDULE, DispatchSettings
 from webhook_service.domain.access import Role, parse_organizations
-from webhook_service.domain.errors import NotFound, Unavailable
+from webhook_service.domain.errors import NotFound
 from webhook_service.domain.network import parse_networks
 from webhook_service.flags import add_flag, count, duration, one_of, positive_count, rate, schedule
 
@@ -22,7 +21,7 @@ from webhook_service.flags import add_flag, count, duration, one_of, positive_co
 # need none of them, start without them, so the functions below import them where they are used. gRPC must
 # not be imported before handshakes.trace_if_serving_tls runs either.
 if TYPE_CHECKING:
-    from webhook_service.server import ServerSettings
+    from webhook_service.process import ServerSettings
     from webhook_service.store.tokens import TokenInfo
 
 DEFAULT_DATABASE = "sqlite:///data/webhooks.db"
@@ -123,6 +122,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_dispatch_flags(serve)
     add_flag(
+        serve,
+        "--dispatch-processes",
+        "dispatcher processes beside the API process, each with --dispatch-concurrency of its own; 0 dispatches "
+        "in the API process",
+        "1",
+        type=count,
+    )
+    add_flag(
         serve, "--insecure-no-auth", "serve without authentication (every caller is an admin)", action="store_true"
     )
     add_flag(serve, "--admin-token-file", "where the first start writes its admin token", "data/admin-token", type=Path)
@@ -197,7 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def settings_from(args: argparse.Namespace, parser: argparse.ArgumentParser) -> ServerSettings:
-    from webhook_service.server import ServerSettings, TlsSettings
+    from webhook_service.process import ServerSettings, TlsSettings
 
     tls = None
     if getattr(args, "tls_cert", None) or getattr(args, "tls_key", None):
@@ -221,6 +228,9 @@ def settings_from(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
         admin_token_file=None if getattr(args, "insecure_no_auth", False) else getattr(args, "admin_token_file", None),
         rate_limit=getattr(args, "rate_limit", 0.0),
         max_concurrent_rpcs=getattr(args, "max_concurrent_rpcs", ServerSettings.max_concurrent_rpcs),
+        dispatch_processes=getattr(args, "dispatch_processes", 0),
+        log_format=args.log_format,
+        log_level=args.log_level,
         tls=tls,
         dispatch=DispatchSettings(
             concurrency=args.dispatch_concurrency,
@@ -305,11 +315,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     log_format, log_level = getattr(args, "log_format", "text"), getattr(args, "log_level", "info")
     if relay_handshakes:
         handshakes.start_relay(log_format, log_level)
-    import peewee
-
     from webhook_service.receiver import receive
-    from webhook_service.server import DispatchProcess, Server, run_until_signalled
-    from webhook_service.store.database import explain_failure
 
     logs.configure(log_format, log_level)
     if args.command == "receive":
@@ -318,22 +324,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "dispatch" and args.dispatch_concurrency == 0:
         parser.error("webhooks dispatch needs --dispatch-concurrency of at least 1")
-    try:
-        if args.command == "keys":
-            return run_keys(args)
-        if args.command == "tokens":
-            return run_tokens(args, parser)
-        settings = settings_from(args, parser)
-        from webhook_service.server import DispatchProcess, Server, run_until_signalled
+    from webhook_service.process import DispatchProcess, run, told
 
-        asyncio.run(run_until_signalled(Server(settings) if args.command == "serve" else DispatchProcess(settings)))
-    except (peewee.DatabaseError, Unavailable) as error:
-        logging.getLogger("webhooks").error("%s", explain_failure(args.database, error))
-        return 1
-    except (RuntimeError, OSError, ValueError) as error:
-        logging.getLogger("webhooks").error("%s", error)
-        return 1
-    return 0
+    if args.command == "keys":
+        return told("", lambda: run_keys(args))
+    if args.command == "tokens":
+        return told(args.database, lambda: run_tokens(args, parser))
+    settings = settings_from(args, parser)
+    if args.command == "serve":
+        from webhook_service.server import Server
+
+        return run(Server(settings))
+    return run(DispatchProcess(settings))
 
 
 if __name__ == "__main__":

@@ -7,11 +7,11 @@ label: the number of webhooks is unbounded, and each webhook's health is in the 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import prometheus_client
-from prometheus_client import CollectorRegistry, Counter, Histogram, exposition
+from prometheus_client import CollectorRegistry, Counter, Histogram, exposition, parser
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.gc_collector import GCCollector
 from prometheus_client.metrics_core import Metric
@@ -20,6 +20,8 @@ from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
 CONTENT_TYPE = exposition.CONTENT_TYPE_LATEST
+# Every series of the service's own begins so.
+SERVICE_PREFIX = "webhooks_"
 
 # A `_created` series beside every counter doubles what a scrape carries and says only when the process
 # started; Prometheus has `process_start_time_seconds` for that.
@@ -135,9 +137,14 @@ class Metrics:
         self._calls.labels(method, code).inc()
         self._call_seconds.labels(method).observe(seconds)
 
-    def render(self, backlog: Backlog | None) -> bytes:
-        """Every series in Prometheus' text format, with the backlog gauges when the database gave them."""
-        return exposition.generate_latest(_WithBacklog(self.registry, backlog))
+    def render(self, backlog: Backlog | None, elsewhere: Sequence[bytes] = ()) -> bytes:
+        """Every series in Prometheus' text format, with the backlog gauges when the database gave them, and
+        the service's series of other processes (`service_series` of each dispatcher process) added in."""
+        return exposition.generate_latest(_WithBacklog(self.registry, backlog, elsewhere))
+
+    def service_series(self) -> bytes:
+        """The service's own series (not the process collectors'), for the process that reports them."""
+        return exposition.generate_latest(_Own(self.registry))
 
 
 def code_class(response_code: int) -> str:
@@ -147,15 +154,46 @@ def code_class(response_code: int) -> str:
 
 class _WithBacklog(Collector):
     """The registry plus the backlog read for this scrape; nothing is kept between scrapes, so a scrape
-    while the database is away shows no gauges rather than stale ones."""
+    while the database is away shows no gauges rather than stale ones. Series that other processes sent
+    are added to this process's of the same name and labels: one service, one set of counters."""
 
-    def __init__(self, registry: CollectorRegistry, backlog: Backlog | None) -> None:
+    def __init__(self, registry: CollectorRegistry, backlog: Backlog | None, elsewhere: Sequence[bytes]) -> None:
         self._registry = registry
         self._backlog = backlog
+        self._elsewhere = elsewhere
 
     def collect(self) -> Iterable[Metric]:
-        yield from self._registry.collect()
+        added: dict[str, dict[tuple[str, tuple[tuple[str, str], ...]], float]] = {}
+        for text in self._elsewhere:
+            for family in parser.text_string_to_metric_families(text.decode()):
+                values = added.setdefault(family.name, {})
+                for sample in family.samples:
+                    key = (sample.name, tuple(sorted(sample.labels.items())))
+                    values[key] = values.get(key, 0.0) + sample.value
+        for metric in self._registry.collect():
+            yield _summed(metric, added.get(metric.name, {})) if metric.name in added else metric
         yield from _backlog_gauges(self._backlog)
+
+
+def _summed(metric: Metric, added: dict[tuple[str, tuple[tuple[str, str], ...]], float]) -> Metric:
+    """`metric` with `added` summed into its samples; samples only `added` has come after this process's."""
+    values = {(sample.name, tuple(sorted(sample.labels.items()))): sample.value for sample in metric.samples}
+    for key, value in added.items():
+        values[key] = values.get(key, 0.0) + value
+    summed = Metric(metric.name, metric.documentation, metric.type, metric.unit)
+    for (name, labels), value in values.items():
+        summed.add_sample(name, dict(labels), value)
+    return summed
+
+
+class _Own(Collector):
+    """The service's series of a registry, without the process, platform and garbage-collector ones."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._registry = registry
+
+    def collect(self) -> Iterable[Metric]:
+        return (metric for metric in self._registry.collect() if metric.name.startswith(SERVICE_PREFIX))
 
 
 def _backlog_gauges(backlog: Backlog | None) -> Iterator[Metric]:

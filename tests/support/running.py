@@ -10,7 +10,8 @@ from typing import Any, TypeVar
 
 from webhook_service.dispatch.settings import DispatchSettings
 from webhook_service.domain.network import parse_networks
-from webhook_service.server import Server, ServerSettings
+from webhook_service.process import ServerSettings
+from webhook_service.server import Server
 from webhooks_client import Client
 
 T = TypeVar("T")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
 from aiohttp import web
@@ -59,9 +59,14 @@ class _Shared(Generic[T]):
         return value
 
 
-def installer(metrics: Metrics, store: Executor, serving: Callable[[], bool]) -> Installer:
+def installer(
+    metrics: Metrics,
+    store: Executor,
+    serving: Callable[[], bool],
+    elsewhere: Callable[[], Awaitable[Sequence[bytes]]],
+) -> Installer:
     """The routes, for a process whose series are `metrics`, whose database `store` reaches, and which is
-    `serving()` until its shutdown begins."""
+    `serving()` until its shutdown begins; `elsewhere()` gives the series of its dispatcher processes."""
     backlog = _Shared(lambda: store.run(deliveries.backlog), lambda took: max(BACKLOG_EVERY, BACKLOG_SHARE * took))
     # Any read of a table: SQLite answers `SELECT 1` without looking at the database at all.
     database = _Shared(lambda: store.run(schema.current_version, store.db), lambda took: 0.0)
@@ -73,7 +78,7 @@ def installer(metrics: Metrics, store: Executor, serving: Callable[[], bool]) ->
             found = None
         else:
             found = Backlog(waiting, None if oldest is None else max(0.0, time.time() - oldest))
-        return web.Response(body=metrics.render(found), headers={"Content-Type": CONTENT_TYPE})
+        return web.Response(body=metrics.render(found, await elsewhere()), headers={"Content-Type": CONTENT_TYPE})
 
     async def healthz(request: web.Request) -> web.Response:
         return web.Response(text="ok\n")

@@ -21,7 +21,7 @@ from playhouse.db_url import connect
 from webhook_service.domain.admission import Gate
 from webhook_service.domain.errors import Reason, Unavailable
 from webhook_service.files import create_private
-from webhook_service.store import secrets
+from webhook_service.store import secrets, writers
 from webhook_service.store.models import bind_thread, bound_to, database
 from webhook_service.store.schema import migrate
 from webhook_service.store.secrets import SecretBox
@@ -40,7 +40,7 @@ Item = TypeVar("Item")
 # WAL lets readers run beside the one writer; NORMAL sync keeps every commit
 # through a process crash (only an OS crash can lose the last transactions).
 # secure_delete zeroes what a row leaves behind, so a replaced secret does not linger in free pages.
-SQLITE_PRAGMAS = {
+SQLITE_PRAGMAS: dict[str, Any] = {
     "journal_mode": "wal",
     "busy_timeout": 10_000,
     "foreign_keys": 1,
@@ -114,8 +114,15 @@ def transaction() -> Iterator[None]:
     read-then-write never fails halfway on another process's commit."""
     db = database.obj
     assert db is not None, "open_database() first"
-    with db.atomic("IMMEDIATE") if isinstance(db, peewee.SqliteDatabase) else db.atomic():
-        yield
+    if not isinstance(db, peewee.SqliteDatabase):
+        with db.atomic():
+            yield
+    elif db.in_transaction() or db.database == ":memory:":
+        with db.atomic("IMMEDIATE"):
+            yield
+    else:
+        with writers.turn(db.database, SQLITE_PRAGMAS["busy_timeout"] / 1000), db.atomic("IMMEDIATE"):
+            yield
 
 
 @contextlib.contextmanager
@@ -145,6 +152,8 @@ class Availability:
         self._since = 0.0
         self._failed = 0
         self._watchers: list[Callable[[bool], None]] = []
+        # A process whose server tells the same outages (a dispatcher process of `serve`) tells them at DEBUG.
+        self.level = logging.WARNING
 
     def watch(self, watcher: Callable[[bool], None]) -> None:
         """`watcher(answering)` is called at each change."""
@@ -161,7 +170,8 @@ class Availability:
             self.answering = False
             self._since = time.monotonic()
             self._failed = 0
-            log.warning(
+            log.log(
+                self.level,
                 "the database does not answer (%s); calls that need it fail with UNAVAILABLE until it does",
                 _first_line(error),
             )
@@ -176,7 +186,8 @@ class Availability:
             return
         self.answering = True
         self.recovered = time.monotonic()
-        log.warning(
+        log.log(
+            self.level,
             "the database answers again after %.1fs; %d queries failed meanwhile",
             time.monotonic() - self._since,
             self._failed,
