@@ -139,7 +139,31 @@ class Memory:
         return f"RSS {self.rss.total:.1f} MiB, {self.anon.total:.1f} MiB of it anonymous"
 
 
-class WebhooksProcess:
+class Measured:
+    """A process of the deployment, by `pid`: its memory and CPU, and its profile."""
+
+    def __init__(self, role: str, pid: int) -> None:
+        self.role = role
+        self.pid = pid
+        self._profiler: subprocess.Popen[bytes] | None = None
+
+    def profile(self, output: str) -> None:
+        self._profiler = start_profiler(self.pid, output)
+
+    def rss_mib(self) -> float:
+        return memory_kib(self.pid)["VmRSS"] / 1024
+
+    def anon_rss_mib(self) -> float:
+        return memory_kib(self.pid)["RssAnon"] / 1024
+
+    def peak_rss_mib(self) -> float:
+        return memory_kib(self.pid)["VmHWM"] / 1024
+
+    def cpu_seconds(self) -> float:
+        return cpu_seconds(self.pid)
+
+
+class WebhooksProcess(Measured):
     """One `webhooks` command as a child process in `home`; `ready` is matched against its log until it shows.
 
     It runs in `home`, so whatever it keeps beside itself by default (its `data/` folder: the key that seals
@@ -148,7 +172,6 @@ class WebhooksProcess:
     """
 
     def __init__(self, role: str, arguments: Sequence[str], home: Path, ready: re.Pattern[str]) -> None:
-        self.role = role
         self.lines: list[str] = []
         self.ready_match: re.Match[str] | None = None
         self._ready_pattern = ready
@@ -162,10 +185,9 @@ class WebhooksProcess:
             text=True,
             cwd=home,
         )
-        self.pid = self.process.pid
+        super().__init__(role, self.process.pid)
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
-        self._profiler: subprocess.Popen[bytes] | None = None
 
     def _read(self) -> None:
         assert self.process.stdout is not None
@@ -184,24 +206,9 @@ class WebhooksProcess:
             raise RuntimeError(f"the {self.role} process did not start:\n{self.log}")
         return self.ready_match
 
-    def profile(self, output: str) -> None:
-        self._profiler = start_profiler(self.pid, output)
-
     @property
     def log(self) -> str:
         return "".join(self.lines)
-
-    def rss_mib(self) -> float:
-        return memory_kib(self.pid)["VmRSS"] / 1024
-
-    def anon_rss_mib(self) -> float:
-        return memory_kib(self.pid)["RssAnon"] / 1024
-
-    def peak_rss_mib(self) -> float:
-        return memory_kib(self.pid)["VmHWM"] / 1024
-
-    def cpu_seconds(self) -> float:
-        return cpu_seconds(self.pid)
 
     def errors(self) -> list[str]:
         """Log lines at WARNING or above, and failed delivery attempts, which a clean run should not have."""
@@ -257,28 +264,9 @@ class Topology:
         return f"`webhooks serve --dispatch-concurrency 0` + {self.dispatchers} `webhooks dispatch` process{plural}"
 
 
-class ServeChild:
+class ServeChild(Measured):
     """A dispatcher process `webhooks serve` started: measured like the others; the server stops it, and its
     log lines are in the server's."""
-
-    def __init__(self, role: str, pid: int) -> None:
-        self.role = role
-        self.pid = pid
-
-    def rss_mib(self) -> float:
-        return memory_kib(self.pid)["VmRSS"] / 1024
-
-    def anon_rss_mib(self) -> float:
-        return memory_kib(self.pid)["RssAnon"] / 1024
-
-    def peak_rss_mib(self) -> float:
-        return memory_kib(self.pid)["VmHWM"] / 1024
-
-    def cpu_seconds(self) -> float:
-        return cpu_seconds(self.pid)
-
-    def profile(self, output: str) -> None:
-        self._profiler = start_profiler(self.pid, output)
 
     def errors(self) -> list[str]:
         return []
