@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
 
-from webhook_service.api.grpc.handlers import Context, service_operation, wrap
+from webhook_service.api.grpc.handlers import Context, Continuation, PerMethod, service_operation, wrap
 from webhook_service.api.grpc.observe import note_caller
 from webhook_service.app.calls import Calls
 from webhook_service.domain.access import Principal
@@ -27,23 +27,22 @@ def caller() -> Principal:
 class CallInterceptor(grpc.aio.ServerInterceptor):
     def __init__(self, calls: Calls) -> None:
         self._calls = calls
+        self._handlers = PerMethod(self._admitted)
 
     async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]],
-        handler_call_details: grpc.HandlerCallDetails,
+        self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
     ) -> grpc.RpcMethodHandler[Any, Any] | None:
-        handler = await continuation(handler_call_details)
-        operation = service_operation(handler_call_details.method)
+        return await self._handlers.handler(continuation, handler_call_details)
+
+    def _admitted(self, method: str, handler: grpc.RpcMethodHandler[Any, Any]) -> grpc.RpcMethodHandler[Any, Any]:
+        operation = service_operation(method)
         if operation is None:
             return handler
-        metadata = {key: value for key, value in handler_call_details.invocation_metadata or ()}
-        value = metadata.get("authorization")
-        authorization = value.decode() if isinstance(value, bytes) else value
+        calls = self._calls
 
         @contextlib.asynccontextmanager
         async def admitted(context: Context) -> AsyncIterator[None]:
-            async with self._calls.call(authorization, operation, context.peer()) as principal:
+            async with calls.call(_authorization(context), operation, context.peer()) as principal:
                 note_caller(principal)
                 bound = _caller.set(principal)
                 try:
@@ -52,3 +51,12 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
                     _caller.reset(bound)
 
         return wrap(handler, admitted)
+
+
+def _authorization(context: Context) -> str | None:
+    """The call's `authorization` metadata; the last one when it came several times."""
+    found = None
+    for key, value in context.invocation_metadata() or ():
+        if key == "authorization":
+            found = value.decode() if isinstance(value, bytes) else str(value)
+    return found

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import grpc
@@ -13,7 +13,7 @@ from google.protobuf.message import Message
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from webhook_service.api.grpc.handlers import Context, wrap
+from webhook_service.api.grpc.handlers import Context, Continuation, PerMethod, wrap
 from webhook_service.api.observe import CODE_NAMES
 from webhook_service.domain import errors
 
@@ -64,14 +64,15 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
     """Turns ServiceError into its status, and anything unexpected into an INTERNAL that reveals nothing
     (the log has the traceback), for unary calls and streams alike."""
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler[Any, Any] | None:
-        handler = await continuation(handler_call_details)
-        method = handler_call_details.method
+    def __init__(self) -> None:
+        self._handlers = PerMethod(self._guarded)
 
+    async def intercept_service(
+        self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        return await self._handlers.handler(continuation, handler_call_details)
+
+    def _guarded(self, method: str, handler: grpc.RpcMethodHandler[Any, Any]) -> grpc.RpcMethodHandler[Any, Any]:
         @contextlib.asynccontextmanager
         async def guarded(context: Context) -> AsyncIterator[None]:
             try:

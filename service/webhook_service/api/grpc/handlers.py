@@ -1,5 +1,5 @@
 """Wrapping handlers, unary and server-streaming alike, for interceptors that act around each call in its own
-task."""
+task; each method's wrapped handler is made once and handed out again for every call."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ StreamHandler = Callable[[Any, Context], AsyncIterator[Any]]
 # stream has ended, with whatever it raised.
 Around = Callable[[Context], AbstractAsyncContextManager[None]]
 
+Continuation = Callable[[grpc.HandlerCallDetails], Awaitable["grpc.RpcMethodHandler[Any, Any] | None"]]
 # The service's own methods; health and reflection are not among them.
 SERVICE_PREFIX = "/webhooks.v1."
 
@@ -27,18 +28,16 @@ def service_operation(method: str) -> str | None:
 
 
 def wrap(
-    handler: grpc.RpcMethodHandler[Any, Any] | None,
+    handler: grpc.RpcMethodHandler[Any, Any],
     around: Around,
     decode: Callable[[Callable[[bytes], Any] | None, bytes], Any] | None = None,
-) -> grpc.RpcMethodHandler[Any, Any] | None:
+) -> grpc.RpcMethodHandler[Any, Any]:
     """`handler` run inside `around(context)`, for a unary call or a server stream; client streams (reflection)
     pass through.
 
     With `decode`, the new handler takes the request's bytes and `decode(deserializer, raw)` makes the request
     inside `around`, so `around` sees a request that does not decode fail like any other call.
     """
-    if handler is None:
-        return None
     deserializer = handler.request_deserializer
 
     def request(raw: Any) -> Any:
@@ -78,3 +77,25 @@ def wrap(
             written, request_deserializer=reads, response_serializer=handler.response_serializer
         )
     return handler
+
+
+class PerMethod:
+    """The handlers an interceptor wraps, made once per method by `make(method, handler)`: what it does around
+    a call depends on the method alone (each call's own details come from its context), so the handler made
+    for the first call serves the next ones, without the continuation, the closures or the wrapping again."""
+
+    def __init__(self, make: Callable[[str, grpc.RpcMethodHandler[Any, Any]], grpc.RpcMethodHandler[Any, Any]]) -> None:
+        self._make = make
+        self._made: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
+
+    async def handler(
+        self, continuation: Continuation, details: grpc.HandlerCallDetails
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        made = self._made.get(details.method)
+        if made is None:
+            handler = await continuation(details)
+            # An unknown method is not kept: callers choose those names, without bound.
+            if handler is None:
+                return None
+            made = self._made[details.method] = self._make(details.method, handler)
+        return made

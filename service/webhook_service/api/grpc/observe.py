@@ -8,13 +8,13 @@ import asyncio
 import contextlib
 import contextvars
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
 import grpc
 
-from webhook_service.api.grpc.handlers import Context, service_operation, wrap
+from webhook_service.api.grpc.handlers import Context, Continuation, PerMethod, service_operation, wrap
 from webhook_service.api.observe import record_call
 from webhook_service.domain.access import Principal
 from webhook_service.metrics import Metrics
@@ -38,14 +38,15 @@ def note_caller(caller: Principal) -> None:
 class ObserveInterceptor(grpc.aio.ServerInterceptor):
     def __init__(self, metrics: Metrics) -> None:
         self._metrics = metrics
+        self._handlers = PerMethod(self._observed)
 
     async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]],
-        handler_call_details: grpc.HandlerCallDetails,
+        self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
     ) -> grpc.RpcMethodHandler[Any, Any] | None:
-        handler = await continuation(handler_call_details)
-        operation = service_operation(handler_call_details.method)
+        return await self._handlers.handler(continuation, handler_call_details)
+
+    def _observed(self, method: str, handler: grpc.RpcMethodHandler[Any, Any]) -> grpc.RpcMethodHandler[Any, Any]:
+        operation = service_operation(method)
         if operation is None:
             return handler
         metrics = self._metrics
