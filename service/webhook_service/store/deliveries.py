@@ -79,24 +79,19 @@ class Outcome:
     queued: bool = True
 
 
-_CLAIM_COLUMNS = (
-    DeliveryRow.id,
-    DeliveryRow.delivery_id,
-    DeliveryRow.kind,
-    DeliveryRow.payload,
-    DeliveryRow.attempt_count,
-    DeliveryRow.state,
-    DeliveryRow.create_time,
-    DeliveryRow.schedule_start,
-    WebhookRow.id,
-    WebhookRow.organization,
-    WebhookRow.project,
-    WebhookRow.stack,
-    WebhookRow.webhook_id,
-    WebhookRow.payload_url,
-    WebhookRow.secret,
-    WebhookRow.previous_secret,
-    WebhookRow.previous_secret_expire_time,
+# What senders need of each claimed delivery: read for every delivery, so fixed SQL.
+_CLAIMED = (
+    'SELECT d."id", d."delivery_id", d."kind", d."payload", d."attempt_count", d."state", d."create_time",'
+    ' d."schedule_start", w."id", w."organization", w."project", w."stack", w."webhook_id", w."payload_url",'
+    ' w."secret", w."previous_secret", w."previous_secret_expire_time"'
+    ' FROM "delivery" d JOIN "webhook" w ON w."id" = d."webhook_id" WHERE d."id" {among}'
+)
+_LEASE = 'UPDATE "delivery" SET "lease_owner" = ?, "lease_expires" = ? WHERE "id" {among}'
+# An attempt's outcome counts only while the row still holds the claim's lease, attempt count and state.
+_CLOSE = (
+    'UPDATE "delivery" SET "state" = ?, "attempt_count" = ?, "next_attempt_time" = ?, "lease_owner" = NULL,'
+    ' "lease_expires" = NULL WHERE "id" {among} AND "lease_owner" = ? AND "attempt_count" = ? AND "state" = ?'
+    ' RETURNING "id"'
 )
 
 
@@ -113,10 +108,19 @@ def _claims(row_ids: list[int], lease: str, held: Mapping[int, str] | None = Non
     for deliveries of ordered webhooks, by row ID.
     """
     held = held or {}
-    query = _tuples(DeliveryRow.select(*_CLAIM_COLUMNS).join(WebhookRow).where(DeliveryRow.id.in_(row_ids)))
+    among, ids = statements.any_of(row_ids)
+    query = statements.execute(_CLAIMED.format(among=among), (ids,)).fetchall()
     box = secrets.box()
     moment = now()
     made = []
+    # Deliveries of one webhook share its secrets: each is opened once a claim.
+    opened: dict[str, str] = {}
+
+    def open_secret(sealed: str) -> str:
+        if sealed not in opened:
+            opened[sealed] = box.open(sealed)
+        return opened[sealed]
+
     for (
         row_id,
         delivery_id,
@@ -138,8 +142,8 @@ def _claims(row_ids: list[int], lease: str, held: Mapping[int, str] | None = Non
     ) in query:
         still_valid = previous_expires is not None and previous_expires > moment
         try:
-            secret, unreadable = box.open(sealed), ""
-            previous = box.open(sealed_previous) if still_valid else ""
+            secret, unreadable = open_secret(sealed), ""
+            previous = open_secret(sealed_previous) if still_valid else ""
         except ValueError as error:
             secret, previous, unreadable = "", "", f"not sent: {error}"
         made.append(
@@ -337,7 +341,8 @@ def claim(owner: str, lease: float, capacity: Capacity, in_flight: Set[int] = fr
             chosen = [row_id for row_id in chosen if row_id not in turn_of or row_id in taken]
         if not chosen:
             return []
-        DeliveryRow.update(lease_owner=owner, lease_expires=moment + lease).where(DeliveryRow.id.in_(chosen)).execute()
+        among, ids = statements.any_of(chosen)
+        statements.execute(_LEASE.format(among=among), (owner, moment + lease, ids))
         return _claims(chosen, owner, {row_id: turn_of[row_id][1] for row_id in chosen if row_id in turn_of})
 
 
@@ -406,19 +411,9 @@ def _close_attempts(outcomes: list[Outcome]) -> list[Outcome]:
     kept: list[Outcome] = []
     for (state, next_attempt_time, lease, attempt_count, claimed_state), members in groups.items():
         for batch in peewee.chunked(members, 500):
-            update = DeliveryRow.update(
-                state=state,
-                attempt_count=attempt_count + 1,
-                next_attempt_time=next_attempt_time,
-                lease_owner=None,
-                lease_expires=None,
-            ).where(
-                DeliveryRow.id.in_([o.claim.row_id for o in batch])
-                & (DeliveryRow.lease_owner == lease)
-                & (DeliveryRow.attempt_count == attempt_count)
-                & (DeliveryRow.state == claimed_state)
-            )
-            updated = {row_id for (row_id,) in _tuples(update.returning(DeliveryRow.id))}
+            among, ids = statements.any_of([o.claim.row_id for o in batch])
+            params = (state, attempt_count + 1, next_attempt_time, ids, lease, attempt_count, claimed_state)
+            updated = {row_id for (row_id,) in statements.execute(_CLOSE.format(among=among), params).fetchall()}
             kept += [o for o in batch if o.claim.row_id in updated]
     return kept
 

@@ -6,6 +6,7 @@ read; the placeholder becomes the engine's own when the statement is first used.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from typing import Any
@@ -23,6 +24,14 @@ def columns(names: Iterable[str]) -> str:
 
 def placeholders(count: int) -> str:
     return ", ".join("?" * count)
+
+
+def any_of(values: Sequence[Any]) -> tuple[str, Any]:
+    """What follows a column to match any of `values`, and its one parameter: the statement's text stays the
+    same whatever their number, so it is prepared once."""
+    if isinstance(database.obj, peewee.SqliteDatabase):
+        return "IN (SELECT value FROM json_each(?))", json.dumps(list(values))
+    return "= ANY(?)", list(values)
 
 
 @lru_cache(maxsize=64)
