@@ -52,6 +52,8 @@ class Dispatcher:
         # Sent but not yet written: not to be claimed again even if the store is slow past their lease.
         self._unrecorded: set[int] = set()
         self._finished: list[Outcome] = []
+        # Set once attempts wait to be written; nothing ticks while none do.
+        self._flush_due: asyncio.TimerHandle | None = None
         self._stopping = False
         self._starved = False
         self._capped: set[int] = set()
@@ -174,6 +176,10 @@ class Dispatcher:
             self._unrecorded.add(claim.row_id)
             if len(self._finished) >= MAX_FLUSH:
                 self._flush_now.set()
+            elif self._flush_due is None:
+                self._flush_due = asyncio.get_running_loop().call_later(
+                    self.settings.flush_interval, self._flush_now.set
+                )
         finally:
             del self._tasks[claim.row_id]
             left = _release_slot(self._busy, claim.webhook_row)
@@ -250,9 +256,11 @@ class Dispatcher:
 
     async def _flush_loop(self) -> None:
         while not self._stopping or self._tasks:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._flush_now.wait(), self.settings.flush_interval)
+            await self._flush_now.wait()
             self._flush_now.clear()
+            if self._flush_due is not None:
+                self._flush_due.cancel()
+                self._flush_due = None
             await self._flush()
 
     async def _flush(self) -> None:
