@@ -113,13 +113,6 @@ def _claims(row_ids: list[int], lease: str, held: Mapping[int, str] | None = Non
     box = secrets.box()
     moment = now()
     made = []
-    # Deliveries of one webhook share its secrets: each is opened once a claim.
-    opened: dict[str, str] = {}
-
-    def open_secret(sealed: str) -> str:
-        if sealed not in opened:
-            opened[sealed] = box.open(sealed)
-        return opened[sealed]
 
     for (
         row_id,
@@ -142,8 +135,8 @@ def _claims(row_ids: list[int], lease: str, held: Mapping[int, str] | None = Non
     ) in query:
         still_valid = previous_expires is not None and previous_expires > moment
         try:
-            secret, unreadable = open_secret(sealed), ""
-            previous = open_secret(sealed_previous) if still_valid else ""
+            secret, unreadable = box.open(sealed), ""
+            previous = box.open(sealed_previous) if still_valid else ""
         except ValueError as error:
             secret, previous, unreadable = "", "", f"not sent: {error}"
         made.append(
