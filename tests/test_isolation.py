@@ -76,12 +76,13 @@ def publish_to_receipt(client: Any, receiver: Receiver, path: str, count: int) -
 
 
 @pytest.mark.parametrize("hung_webhooks", [5, 10])
+@pytest.mark.parametrize("dispatch_processes", [0, 1], ids=["in-process", "dispatcher-process"])
 def test_hung_receivers_of_one_organization_do_not_slow_another(
-    start_server: Start, receiver: Receiver, hung: HungReceiver, org: str, hung_webhooks: int
+    start_server: Start, receiver: Receiver, hung: HungReceiver, org: str, hung_webhooks: int, dispatch_processes: int
 ) -> None:
     """With the default bounds, hung webhooks of one organization hold their own slots only: 16 each, and
-    128 for the organization."""
-    server = start_server(delivery_timeout=10.0)
+    128 for the organization; whether the server dispatches itself or from a dispatcher process, as `serve`."""
+    server = start_server(delivery_timeout=10.0, dispatch_processes=dispatch_processes)
     with server.client() as client:
         make_webhook(client, "organizations/healthy", receiver.url(f"/{org}"))
         baseline = publish_to_receipt(client, receiver, f"/{org}", 10)
