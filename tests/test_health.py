@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import threading
 import time
 from collections.abc import Callable
@@ -14,6 +13,7 @@ from tests.support import sql
 from tests.support.receiver import Receiver, Reply
 from tests.support.rest import Rest, token_auth
 from tests.support.running import RunningServer
+from tests.support.statements import statements_of
 from webhook_service.domain.health import Streak, hour_of, streak
 from webhook_service.domain.names import Parent
 from webhook_service.store import deliveries, webhooks
@@ -156,30 +156,6 @@ def test_the_counts_cover_the_last_24_clock_hours_and_older_hours_are_pruned(
     assert sql.execute(url, "SELECT hour FROM webhook_hourly_attempts WHERE webhook_id = %s", (row,)) == []
 
 
-def _statements_of(call: Callable[[], object]) -> list[str]:
-    """The SQL statements `call` runs on the calling thread, as peewee logs them."""
-    thread = threading.get_ident()
-    seen: list[str] = []
-
-    class Seen(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            if record.thread == thread:
-                seen.append(str(record.msg))
-
-    logger = logging.getLogger("peewee")
-    handler, level, propagate = Seen(logging.DEBUG), logger.level, logger.propagate
-    logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG)
-    logger.propagate = False
-    try:
-        call()
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
-        logger.propagate = propagate
-    return seen
-
-
 def test_a_list_reads_health_in_as_many_statements_for_sixty_webhooks_as_for_one(
     client: Client, server: RunningServer, receiver: Receiver, org: str
 ) -> None:
@@ -194,7 +170,7 @@ def test_a_list_reads_health_in_as_many_statements_for_sixty_webhooks_as_for_one
     store = server.server.store
     assert store is not None
     counted = {
-        parent: server.run(store.run(_statements_of, lambda parent=parent: webhooks.list_page(parent, 0, 1000)))
+        parent: server.run(store.run(statements_of, lambda parent=parent: webhooks.list_page(parent, 0, 1000)))
         for parent in (one, sixty)
     }
     # The page, its pending counts, its hourly counts.

@@ -87,11 +87,22 @@ _CLAIMED = (
     ' FROM "delivery" d JOIN "webhook" w ON w."id" = d."webhook_id" WHERE d."id" {among}'
 )
 _LEASE = 'UPDATE "delivery" SET "lease_owner" = ?, "lease_expires" = ? WHERE "id" {among}'
-# An attempt's outcome counts only while the row still holds the claim's lease, attempt count and state.
+# Each attempt's outcome, written only while the row still holds the claim's lease, attempt count and state;
+# every outcome of a flush in one statement, whatever their states and retry times.
 _CLOSE = (
-    'UPDATE "delivery" SET "state" = ?, "attempt_count" = ?, "next_attempt_time" = ?, "lease_owner" = NULL,'
-    ' "lease_expires" = NULL WHERE "id" {among} AND "lease_owner" = ? AND "attempt_count" = ? AND "state" = ?'
-    ' RETURNING "id"'
+    'UPDATE "delivery" SET "state" = t."state", "attempt_count" = t."attempts" + 1, "next_attempt_time" = t."next",'
+    ' "lease_owner" = NULL, "lease_expires" = NULL FROM {outcomes}'
+    ' WHERE "delivery"."id" = t."id" AND "delivery"."lease_owner" = t."lease"'
+    ' AND "delivery"."attempt_count" = t."attempts" AND "delivery"."state" = t."claimed" RETURNING "delivery"."id"'
+)
+_SQLITE_CLOSE = _CLOSE.format(
+    outcomes="(SELECT json_extract(value, '$[0]') AS \"id\", json_extract(value, '$[1]') AS \"state\","
+    " json_extract(value, '$[2]') AS \"next\", json_extract(value, '$[3]') AS \"attempts\","
+    " json_extract(value, '$[4]') AS \"claimed\", json_extract(value, '$[5]') AS \"lease\" FROM json_each(?)) AS t"
+)
+_POSTGRES_CLOSE = _CLOSE.format(
+    outcomes="unnest(?::int[], ?::text[], ?::float8[], ?::int[], ?::text[], ?::text[])"
+    ' AS t("id", "state", "next", "attempts", "claimed", "lease")'
 )
 
 
@@ -390,24 +401,24 @@ def _ended(attempt: Attempt) -> float:
 
 
 def _close_attempts(outcomes: list[Outcome]) -> list[Outcome]:
-    """Writes each delivery's new state, one statement per group of like outcomes; returns the outcomes
-    that count.
+    """Writes each delivery's new state, in one statement for every 500 outcomes; returns the outcomes that
+    count.
 
     An outcome counts only while its row still holds the claim's lease, attempt count and state: one
     whose lease ran out and went to another dispatcher, or that another attempt overtook, is dropped.
     """
-    groups: dict[tuple[str, float | None, str, int, str], list[Outcome]] = {}
-    for outcome in outcomes:
-        claim = outcome.claim
-        key = (outcome.state.value, outcome.next_attempt_time, claim.lease, claim.attempt_count, claim.state)
-        groups.setdefault(key, []).append(outcome)
     kept: list[Outcome] = []
-    for (state, next_attempt_time, lease, attempt_count, claimed_state), members in groups.items():
-        for batch in peewee.chunked(members, 500):
-            among, ids = statements.any_of([o.claim.row_id for o in batch])
-            params = (state, attempt_count + 1, next_attempt_time, ids, lease, attempt_count, claimed_state)
-            updated = {row_id for (row_id,) in statements.execute(_CLOSE.format(among=among), params).fetchall()}
-            kept += [o for o in batch if o.claim.row_id in updated]
+    for batch in peewee.chunked(outcomes, 500):
+        rows = [
+            (o.claim.row_id, o.state.value, o.next_attempt_time, o.claim.attempt_count, o.claim.state, o.claim.lease)
+            for o in batch
+        ]
+        if isinstance(database.obj, peewee.SqliteDatabase):
+            found = statements.execute(_SQLITE_CLOSE, (json.dumps(rows),))
+        else:
+            found = statements.execute(_POSTGRES_CLOSE, [list(column) for column in zip(*rows, strict=True)])
+        updated = {row_id for (row_id,) in found.fetchall()}
+        kept += [o for o in batch if o.claim.row_id in updated]
     return kept
 
 

@@ -1,0 +1,95 @@
+"""Attempts finished together are written together: one UPDATE of the deliveries for the whole flush, whatever
+their outcomes, retry times and attempt counts, each still fenced by its own claim."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from tests.support.running import RunningServer
+from tests.support.statements import statements_of
+from webhook_service.domain.model import Attempt, DeliveryState
+from webhook_service.domain.scheduling import Capacity
+from webhook_service.store import deliveries
+from webhook_service.store.deliveries import Outcome
+from webhook_service.store.models import DeliveryRow, WebhookRow
+
+Start = Any
+
+
+def test_a_flush_of_mixed_outcomes_is_one_update_and_a_stale_claim_is_still_dropped(start_server: Start) -> None:
+    server: RunningServer = start_server(concurrency=0)  # the test claims by hand, on the server's store thread
+    store = server.server.store
+    assert store is not None
+    server.run(store.run(_record_mixed))
+
+
+def _record_mixed() -> None:
+    moment = time.time()
+    webhook = WebhookRow.create(
+        organization="batches",
+        webhook_id="hook",
+        display_name="hook",
+        payload_url="http://example.com/",
+        format="raw",
+        create_time=moment,
+        update_time=moment,
+    ).id
+    DeliveryRow.insert_many(
+        [
+            {
+                "delivery_id": f"d{n}",
+                "webhook": webhook,
+                "kind": "stack_update",
+                "payload": b"{}",
+                "state": "pending",
+                # Earlier attempts differ, so no two outcomes share a statement by their values.
+                "attempt_count": n % 3,
+                "next_attempt_time": moment - 1,
+                "create_time": moment,
+            }
+            for n in range(12)
+        ]
+    ).execute()
+    claims = deliveries.claim("batcher", 60.0, Capacity(free=64, per_webhook=64, per_organization=64))
+    assert len(claims) == 12
+    # One claim went stale: its row moved on (another dispatcher took it after its lease ran out).
+    stale = claims[0]
+    DeliveryRow.update(lease_owner="someone-else").where(DeliveryRow.id == stale.row_id).execute()
+
+    outcomes = []
+    for n, claim in enumerate(claims):
+        failed = n % 2 == 1
+        attempt = Attempt(
+            number=claim.attempt_count + 1,
+            start_time=datetime.now(UTC),
+            request_url="http://example.com/",
+            request_headers={},
+            response_code=500 if failed else 200,
+            duration=0.01,
+        )
+        outcomes.append(
+            Outcome(
+                claim=claim,
+                attempt=attempt,
+                state=DeliveryState.PENDING if failed else DeliveryState.SUCCEEDED,
+                # Every failure its own retry time, as jittered schedules give.
+                next_attempt_time=moment + 60 + n if failed else None,
+                succeeded=not failed,
+            )
+        )
+
+    ran = statements_of(lambda: deliveries.record(outcomes))
+
+    updates = [statement for statement in ran if 'UPDATE "delivery"' in statement]
+    assert len(updates) == 1, updates
+    rows = {row.id: row for row in DeliveryRow.select().where(DeliveryRow.webhook == webhook)}
+    assert rows[stale.row_id].lease_owner == "someone-else"
+    assert rows[stale.row_id].attempt_count == stale.attempt_count
+    for n, outcome in enumerate(outcomes[1:], start=1):
+        row = rows[outcome.claim.row_id]
+        assert row.state == ("pending" if n % 2 else "succeeded")
+        assert row.attempt_count == outcome.claim.attempt_count + 1
+        assert row.next_attempt_time == outcome.next_attempt_time
+        assert row.lease_owner is None
