@@ -21,6 +21,7 @@ import pytest
 from tests.support.databases import Databases
 from tests.support.process import ServiceProcess, serving, webhooks_command
 from tests.support.receiver import Receiver, Reply
+from tests.support.terminal import sigint_as_in_a_terminal
 from tests.test_crash import connect, create_org_webhook, eventually, ids_received, publish, unfinished
 
 DISPATCHER = "webhook_service.dispatchers"
@@ -186,24 +187,18 @@ def test_sigterm_lets_the_dispatcher_process_finish_a_slow_delivery_then_both_en
 
 def test_ctrl_c_in_a_terminal_stops_the_server_and_its_dispatcher_processes_once(tmp_path: Path) -> None:
     # A terminal sends SIGINT to the whole foreground process group: the server and its dispatcher processes.
-    service = subprocess.Popen(
-        [
-            webhooks_command(),
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--http-listen",
-            "off",
-            "--database",
-            f"sqlite:///{tmp_path / 'webhooks.db'}",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-        # As from a terminal, whatever the test run inherited (CI starts it with SIGINT ignored).
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )
+    with sigint_as_in_a_terminal():
+        service = subprocess.Popen(
+            [
+                webhooks_command(),
+                *("serve", "--listen", "127.0.0.1:0", "--http-listen", "off"),
+                *("--database", f"sqlite:///{tmp_path / 'webhooks.db'}"),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
     assert service.stdout is not None
     lines = []
     for line in service.stdout:

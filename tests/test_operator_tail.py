@@ -22,6 +22,7 @@ from tests.helpers import WS, delivery_id, make_webhook, publish, wait_for_deliv
 from tests.support.process import webhooks_command
 from tests.support.receiver import Receiver
 from tests.support.running import RunningServer
+from tests.support.terminal import sigint_as_in_a_terminal
 from webhook_service.cli import build_parser
 from webhooks.v1 import delivery_pb2
 from webhooks_client import Client
@@ -40,13 +41,6 @@ def environment_for(server: RunningServer, **env: str) -> dict[str, str]:
     return {**environment, "WEBHOOKS_SERVER": server.target, "WEBHOOKS_TOKEN": server.admin_token, **env}
 
 
-def as_in_a_terminal() -> None:
-    """Ctrl-C reaches the child as it does a command a person starts in a terminal. A test run that was started
-    in the background (`make test &`, CI) has SIGINT ignored, which its children would inherit, and Python then
-    never turns SIGINT into KeyboardInterrupt."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 class Tail:
     """`webhooks tail PARENT ...` as a child process, its output read as it comes; on a pseudo-terminal when
     `terminal`, as when a person runs it in one."""
@@ -57,14 +51,15 @@ class Tail:
         self._stdout = -1
         if terminal:
             self._stdout, screen = pty.openpty()
-        self.process = subprocess.Popen(
-            [webhooks_command(), "tail", *args],
-            stdout=screen if terminal else subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=environment_for(server, **env),
-            preexec_fn=as_in_a_terminal,
-        )
+        # Ctrl-C reaches it as it does a command a person starts in a terminal.
+        with sigint_as_in_a_terminal():
+            self.process = subprocess.Popen(
+                [webhooks_command(), "tail", *args],
+                stdout=screen if terminal else subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env=environment_for(server, **env),
+            )
         if terminal:
             os.close(screen)
         self._readers = [
