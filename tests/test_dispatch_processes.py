@@ -158,6 +158,7 @@ def test_a_dispatcher_process_that_dies_is_started_again_and_delivers(tmp_path: 
         assert service.wait_for_log(r"dispatcher process 1 started again: pid \d+", timeout=30), service.log
         (second,) = dispatcher_pids(service, 1)
         assert second != first
+        assert sample(metrics_of(service), "webhooks_dispatcher_process_ends_total") == 1.0
         with connect(service) as client:
             create_org_webhook(client, org, receiver.url("/again"))
             publish(client, org, 3)

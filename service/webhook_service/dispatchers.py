@@ -25,6 +25,7 @@ import sys
 
 from webhook_service import logs
 from webhook_service.api.http import OFF
+from webhook_service.metrics import Metrics
 from webhook_service.process import DispatchProcess, ServerSettings, run
 
 log = logging.getLogger(__name__)
@@ -47,7 +48,8 @@ PR_SET_PDEATHSIG = 1
 class DispatcherProcesses:
     """`settings.dispatch_processes` dispatcher processes, numbered from 1."""
 
-    def __init__(self, settings: ServerSettings) -> None:
+    def __init__(self, settings: ServerSettings, metrics: Metrics) -> None:
+        self._metrics = metrics
         # Only the server listens; its processes dispatch.
         self._settings = dataclasses.replace(settings, http_listen=OFF, tls=None, dispatch_processes=0)
         self._count = settings.dispatch_processes
@@ -101,6 +103,7 @@ class DispatcherProcesses:
             status = await child.ended()
             if loop.time() - began > MAX_RESTART_SECONDS:
                 delay = RESTART_SECONDS
+            self._metrics.dispatcher_process_ended()
             log.error(
                 "dispatcher process %d (pid %d) %s; starting another in %gs",
                 child.number,

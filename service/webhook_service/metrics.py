@@ -108,6 +108,11 @@ class Metrics:
             buckets=CALL_BUCKETS,
             registry=self.registry,
         )
+        self._dispatcher_ends = Counter(
+            "webhooks_dispatcher_process_ends",
+            "Dispatcher processes of serve that ended without being asked to (each is started again).",
+            registry=self.registry,
+        )
         self._deactivated = Counter(
             "webhooks_webhooks_deactivated",
             "Webhooks the dispatcher deactivated: gone (the receiver answered 410) or failing (no success for"
@@ -115,6 +120,9 @@ class Metrics:
             ["reason"],
             registry=self.registry,
         )
+
+    def dispatcher_process_ended(self) -> None:
+        self._dispatcher_ends.inc()
 
     def published(self, kind: str) -> None:
         self._published.labels(kind).inc()

@@ -83,7 +83,7 @@ class Server(DispatchProcess):
             wake = self.dispatcher.wake
         elif self.settings.dispatch.concurrency > 0:
             # They start while this process makes the API, and are woken after each commit like the built-in one.
-            self.dispatchers = DispatcherProcesses(self.settings)
+            self.dispatchers = DispatcherProcesses(self.settings, self.metrics)
             self._starting_dispatchers = asyncio.create_task(self.dispatchers.start())
             wake = self.dispatchers.wake
         # Otherwise (--dispatch-concurrency 0) `webhooks dispatch` processes poll for the work.
