@@ -16,6 +16,7 @@ from tests.support import sql
 from tests.support.receiver import Receiver, Reply
 from tests.support.rest import Rest, token_auth
 from tests.support.running import RunningServer
+from tests.support.waiting import eventually
 from webhooks.v1 import delivery_pb2, webhook_pb2, webhook_service_pb2
 from webhooks_client import Client, field_violations
 
@@ -43,13 +44,11 @@ def states(client: Client, hook: str) -> dict[str, int]:
 
 
 def wait_for_states(client: Client, hook: str, state: int, count: int, timeout: float = 60) -> dict[str, int]:
-    deadline = time.monotonic() + timeout
-    while True:
-        found = states(client, hook)
-        if len(found) == count and set(found.values()) == {state}:
-            return found
-        assert time.monotonic() < deadline, f"{hook}: {found}"
-        time.sleep(0.1)
+    return eventually(
+        lambda: found if len(found := states(client, hook)) == count and set(found.values()) == {state} else None,
+        timeout,
+        lambda: f"{count} deliveries of {hook} in state {state}: {states(client, hook)}",
+    )
 
 
 def outage(client: Client, receiver: Receiver, path: str, parent: str, count: int) -> tuple[str, dict[str, int]]:
