@@ -192,12 +192,13 @@ def test_more_than_a_batch_in_one_call(start_server: Start, receiver: Receiver) 
     assert recover(client, hook, moment) == 2500
     received = receiver.wait_for(path, 2500, timeout=120)
     assert len({r.headers["webhook-id"] for r in received}) == 2500
-    deadline = time.monotonic() + 60
-    while sql.execute(server.settings.database, "SELECT state, COUNT(*) FROM delivery GROUP BY state") != [
-        ("succeeded", 2500)
-    ]:
-        assert time.monotonic() < deadline
-        time.sleep(0.2)
+    by_state = "SELECT state, COUNT(*) FROM delivery GROUP BY state"
+    eventually(
+        lambda: sql.execute(server.settings.database, by_state) == [("succeeded", 2500)],
+        60,
+        lambda: f"all 2500 succeeded: {sql.execute(server.settings.database, by_state)}",
+        every=0.2,
+    )
 
 
 @pytest.mark.parametrize(
