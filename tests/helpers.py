@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import grpc
 import pytest
 
+from tests.support.waiting import eventually
 from webhooks.v1 import delivery_pb2, event_pb2, event_service_pb2, webhook_pb2, webhook_service_pb2
 from webhooks_client import Client
 
@@ -35,14 +35,16 @@ def wait_for_delivery(
     client: Client, name: str, state: int = delivery_pb2.WEBHOOK_DELIVERY_STATE_SUCCEEDED, timeout: float = 15
 ) -> delivery_pb2.WebhookDelivery:
     """Polls until the delivery reaches `state` (attempts are written in batches, just after the request)."""
-    deadline = time.monotonic() + timeout
-    while True:
+
+    def reached() -> delivery_pb2.WebhookDelivery | None:
         delivery = get_delivery(client, name)
-        if delivery.state == state:
-            return delivery
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{name} is {delivery.state}, not {state}, after {timeout}s:\n{delivery}")
-        time.sleep(0.05)
+        return delivery if delivery.state == state else None
+
+    def instead() -> str:
+        delivery = get_delivery(client, name)
+        return f"{name} is {delivery.state}, not {state}:\n{delivery}"
+
+    return eventually(reached, timeout, instead, every=0.05)
 
 
 def rpc_error(call: Any, request: Any) -> grpc.RpcError:

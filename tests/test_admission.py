@@ -6,7 +6,6 @@ import asyncio
 import collections
 import socket
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from tests.helpers import WS, make_webhook
 from tests.support.databases import Databases
 from tests.support.running import RunningServer
 from tests.support.stall import connect, stalled_store, write_lock
+from tests.support.waiting import eventually
 from webhook_service.cli import build_parser, settings_from
 from webhook_service.domain.access import Role
 from webhook_service.domain.errors import ResourceExhausted
@@ -137,13 +137,6 @@ def test_refusals_come_while_every_slot_is_still_held(start_server: Callable[...
         assert client.webhooks.GetWebhook(WS.GetWebhookRequest(name=hook.name), timeout=10).name == hook.name
 
 
-def wait_until(condition: Callable[[], bool], what: str, timeout: float = 8) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.02)
-
-
 def test_calls_past_the_store_bound_are_refused_while_the_database_is_locked(
     start_server: Callable[..., RunningServer], org: str
 ) -> None:
@@ -157,7 +150,9 @@ def test_calls_past_the_store_bound_are_refused_while_the_database_is_locked(
         with stalled_store(server, org) as blocked:
             burst = [client.webhooks.GetWebhook.future(request, timeout=60) for _ in range(300)]
             queued = API_CALLS_PER_CONNECTION
-            wait_until(lambda: sum(call.done() for call in burst) >= 300 - queued, "refusals while stalled")
+            eventually(
+                lambda: sum(call.done() for call in burst) >= 300 - queued, 8, "refusals while stalled", every=0.02
+            )
             refused = [call for call in burst if call.done()]
             assert {code_of(call) for call in refused} == {EXHAUSTED}
             assert "the database is busy" in refused[0].exception().details()

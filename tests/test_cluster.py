@@ -9,7 +9,7 @@ import threading
 import time
 import uuid
 from collections import Counter, deque
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ from tests.support.postgres import PostgresCluster
 from tests.support.process import ServiceProcess
 from tests.support.receiver import Receiver, Reply
 from tests.support.tokens import create_key, create_token
+from tests.support.waiting import eventually
 from webhook_service.store.database import IDLE_CHECK_SECONDS
 from webhooks.v1 import event_service_pb2
 from webhooks_client import Client
@@ -50,12 +51,12 @@ def start_server(url: str, cwd: Path, *flags: str) -> ServiceProcess:
 def start_dispatcher(url: str, cwd: Path, *flags: str) -> tuple[ServiceProcess, str]:
     """A `webhooks dispatch` process and the lease owner it writes into the rows it claims."""
     process = ServiceProcess(["dispatch", "--database", url, *LOOPBACK, *flags], wait_for_port=False, cwd=cwd)
-    if not process.wait_for_log(OWNER.pattern, timeout=30):
+    try:
+        started = process.wait_for_log(OWNER.pattern, timeout=30)
+    except AssertionError:
         process.kill()
-        raise AssertionError("the dispatcher did not start:\n" + process.log)
-    found = OWNER.search(process.log)
-    assert found is not None
-    return process, found[1]
+        raise
+    return process, started[1]
 
 
 def stop_all(processes: Sequence[ServiceProcess]) -> None:
@@ -102,14 +103,6 @@ def publish_all(clients: Sequence[Client], count: int, window: int = 64) -> list
 def arrived(receiver: Receiver, path: str) -> Counter[str]:
     """How many times each Pulumi-Webhook-ID reached `path`."""
     return Counter(request.headers["Pulumi-Webhook-ID"] for request in receiver.received(path))
-
-
-def wait_until(condition: Callable[[], bool], timeout: float, what: Callable[[], str], every: float = 0.1) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout}s: {what()}")
-        time.sleep(every)
 
 
 def states(url: str) -> dict[tuple[str, int], int]:
@@ -170,7 +163,7 @@ def test_two_servers_three_dispatchers_deliver_every_event_exactly_once(
                 publish_seconds = time.monotonic() - began
                 expected = set(published)
                 assert len(expected) == total
-                wait_until(
+                eventually(
                     lambda: expected <= arrived(receiver, path).keys(),
                     120,
                     lambda: f"{len(expected - arrived(receiver, path).keys())} of {total} deliveries never arrived",
@@ -178,7 +171,7 @@ def test_two_servers_three_dispatchers_deliver_every_event_exactly_once(
                 )
                 delivered_seconds = time.monotonic() - began
                 # Once every row is recorded as succeeded and unleased, nothing can send it again.
-                wait_until(lambda: all_succeeded(url, total), 60, lambda: str(states(url)))
+                eventually(lambda: all_succeeded(url, total), 60, lambda: str(states(url)))
             finally:
                 done.set()
             watching.result(10)
@@ -249,13 +242,13 @@ def test_a_dispatcher_killed_mid_way_loses_nothing(
             # Kill it about a third of the way through, at a moment it holds claims. Deliveries keep up with
             # publishing, so the victim holds leases only while its requests are out: stopping it before looking
             # makes sure it is still holding them when the SIGKILL comes.
-            wait_until(
+            eventually(
                 lambda: len(receiver.received(path)) >= total // 3,
                 90,
                 lambda: f"{len(receiver.received(path))} of {total} arrived",
                 every=0.02,
             )
-            wait_until(frozen_holding_leases, 30, lambda: "the victim never held a lease", every=0.01)
+            eventually(frozen_holding_leases, 30, "the victim never held a lease", every=0.01)
             victim.kill()
             killed_at = len(receiver.received(path))
             killed_seconds = time.monotonic() - began
@@ -272,13 +265,13 @@ def test_a_dispatcher_killed_mid_way_loses_nothing(
         expected = set(published)
         assert len(expected) == total
 
-        wait_until(
+        eventually(
             lambda: expected <= arrived(receiver, path).keys(),
             120,
             lambda: f"{len(expected - arrived(receiver, path).keys())} of {total} deliveries never arrived",
             every=0.25,
         )
-        wait_until(lambda: all_succeeded(url, total), 60, lambda: str(states(url)))
+        eventually(lambda: all_succeeded(url, total), 60, lambda: str(states(url)))
         delivered_seconds = time.monotonic() - began
 
         counts = arrived(receiver, path)
@@ -339,7 +332,7 @@ def test_database_restart_while_publishing(
             with ThreadPoolExecutor(1) as background:
                 publishing = background.submit(publish_continuously)
                 try:
-                    wait_until(
+                    eventually(
                         lambda: succeeded_since(0) >= 30, 30, lambda: f"calls so far: {Counter(c[2] for c in calls)}"
                     )
                     outage_began = time.monotonic()
@@ -351,7 +344,7 @@ def test_database_restart_while_publishing(
                         postgres_cluster.start()
                     outage_ended = time.monotonic()
                     # No service restart: the same process must serve again on fresh connections.
-                    wait_until(
+                    eventually(
                         lambda: succeeded_since(outage_ended) >= 30,
                         30,
                         lambda: f"calls since the restart: {Counter(c[2] for c in calls if c[0] > outage_ended)}",
@@ -371,14 +364,14 @@ def test_database_restart_while_publishing(
         assert failed_in_outage, "no call failed while the database was down"
 
         accepted = {name for _, _, code, name in calls if code == "OK"}
-        wait_until(
+        eventually(
             lambda: accepted <= arrived(receiver, path).keys(),
             60,
             lambda: f"{len(accepted - arrived(receiver, path).keys())} of {len(accepted)} accepted never arrived",
             every=0.25,
         )
         # Attempts that could not be recorded are sent again once their leases expire, then recorded.
-        wait_until(lambda: all_succeeded(url, len(accepted)), 60, lambda: str(states(url)))
+        eventually(lambda: all_succeeded(url, len(accepted)), 60, lambda: str(states(url)))
         counts = arrived(receiver, path)
         unrecorded = re.findall(r"recording (\d+) attempts failed", server.log)
         print(

@@ -13,7 +13,6 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TypeVar
 
 import grpc
 import pytest
@@ -22,10 +21,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tests.support.databases import Databases
 from tests.support.process import ServiceProcess, serving
 from tests.support.receiver import Received, Receiver, Reply
+from tests.support.waiting import eventually
 from webhooks.v1 import delivery_pb2, event_pb2, event_service_pb2, webhook_pb2, webhook_service_pb2
 from webhooks_client import Client
-
-T = TypeVar("T")
 
 SUCCEEDED = delivery_pb2.WEBHOOK_DELIVERY_STATE_SUCCEEDED
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -50,18 +48,6 @@ def receiver() -> Iterator[Receiver]:
 def connect(service: ServiceProcess) -> Client:
     """A client of `service`, with the admin token the service wrote on its first start."""
     return Client(service.target, token=Path(ADMIN_TOKEN_FILE).read_text().strip())
-
-
-def eventually(check: Callable[[], T | None], timeout: float, what: str, interval: float = 0.1) -> T:
-    """Polls `check` until it returns something other than None, at most `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        found = check()
-        if found is not None:
-            return found
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout:g}s: {what}")
-        time.sleep(interval)
 
 
 def webhook_id_of(received: Received) -> str:
@@ -144,10 +130,11 @@ def unfinished(client: Client, webhook: str, expected: int) -> list[str] | None:
 
 
 def wait_all_succeeded(client: Client, webhook: str, expected: int, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while (left := unfinished(client, webhook, expected)) is not None:
-        assert time.monotonic() < deadline, f"not SUCCEEDED {timeout:.1f}s on: {len(left)}, e.g. {left[:5]}"
-        time.sleep(0.2)
+    def still() -> str:
+        left = unfinished(client, webhook, expected) or []
+        return f"{len(left)} not SUCCEEDED, e.g. {left[:5]}"
+
+    eventually(lambda: unfinished(client, webhook, expected) is None, timeout, still, every=0.2)
 
 
 # --- stopped mid-dispatch ---------------------------------------------------------------------------
@@ -184,10 +171,10 @@ def dispatch_many_then_stop(
             webhook = create_org_webhook(client, org, receiver.url(SLOW))
             names = publish(client, org, events)
         eventually(
-            lambda: True if len(ids_received(receiver, SLOW)) >= STOP_AFTER else None,
+            lambda: len(ids_received(receiver, SLOW)) >= STOP_AFTER,
             60,
             f"{STOP_AFTER} deliveries arrive before the stop",
-            interval=0.01,
+            every=0.01,
         )
         at_stop = len(ids_received(receiver, SLOW))
         stop(service)
@@ -212,7 +199,7 @@ def finish_after_restart(
     published = {delivery_id_of(name) for name in names}
     with serving(database, *flags) as service:
         eventually(
-            lambda: True if set(ids_received(receiver, SLOW)) >= published else None,
+            lambda: set(ids_received(receiver, SLOW)) >= published,
             within,
             "every published delivery arrives after the restart",
         )
@@ -313,7 +300,7 @@ def sigterm_and_check_refusal(service: ServiceProcess, grace: float) -> float:
         health.cancel()  # type: ignore[attr-defined]
         # From NOT_SERVING on, a call made now fails rather than hangs: the service refuses it while it finishes
         # its work (tests/test_shutdown.py), gRPC once it has stopped.
-        refused = eventually(lambda: refusal(client), 5, "a call after SIGTERM is refused", interval=0.05)
+        refused = eventually(lambda: refusal(client), 5, "a call after SIGTERM is refused", every=0.05)
         assert refused in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED), refused
     assert service.process.wait(grace + 15) == 0
     stopped_after = time.monotonic() - signalled
@@ -366,7 +353,7 @@ def test_sigterm_finishes_in_flight_and_refuses_new_calls(
         # nothing finished before the stop is sent again.
         receiver.script(path, [Reply()])
         sentinel = delivery_id_of(publish(client, org, 1)[0])
-        eventually(lambda: True if sentinel in ids_received(receiver, path) else None, 15, "the later event arrives")
+        eventually(lambda: sentinel in ids_received(receiver, path), 15, "the later event arrives")
         wait_all_succeeded(client, webhook.name, count + 1, 10)
         assert ids_received(receiver, path) == {**dict.fromkeys(published, 1), sentinel: 1}
         assert second.terminate() == 0
@@ -397,7 +384,7 @@ def test_sigterm_releases_deliveries_unfinished_after_the_grace(
     restarted = time.monotonic()
     with serving(database, "--grace", f"{grace:g}s", *flags) as second:
         eventually(
-            lambda: True if ids_received(receiver, path) == dict.fromkeys(published, 2) else None,
+            lambda: ids_received(receiver, path) == dict.fromkeys(published, 2),
             10,
             "the released deliveries are sent again, well before their 45 s leases would expire",
         )

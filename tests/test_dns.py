@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import socket
 import threading
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -15,6 +14,7 @@ from tests.helpers import WS, make_webhook, publish, wait_for_delivery
 from tests.support.dns import BlackHoleDns
 from tests.support.receiver import Receiver
 from tests.support.running import RunningServer
+from tests.support.waiting import eventually
 
 # More than the six threads of the event loop's default executor on two cores, which getaddrinfo would share.
 HOLES = [f"hole-{number}.test" for number in range(8)]
@@ -58,11 +58,13 @@ def test_names_whose_dns_never_answers_do_not_hold_up_other_webhooks(
     make_webhook(client, "organizations/acme/projects/website/stacks/prod", f"http://{FAST}:{receiver.port}/fast")
 
     holes = publish(client, seed.update_event(stack=stuck)).deliveries
-    deadline = time.monotonic() + 15
     # Six lookups waiting would take every thread getaddrinfo shares.
-    while sum(bool(dns.asked(host)) or host in system_resolver for host in HOLES) < 6:
-        assert time.monotonic() < deadline, "the deliveries never looked their hosts up"
-        time.sleep(0.02)
+    eventually(
+        lambda: sum(bool(dns.asked(host)) or host in system_resolver for host in HOLES) >= 6,
+        15,
+        "the deliveries look their hosts up",
+        every=0.02,
+    )
     [fast] = publish(client, seed.update_event(stack="organizations/acme/projects/website/stacks/prod")).deliveries
 
     assert wait_for_delivery(client, fast).response_code == 200

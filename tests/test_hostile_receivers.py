@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import re
 import threading
-import time
 import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,6 +16,7 @@ from tests import seed
 from tests.helpers import WS, make_webhook, publish, wait_for_delivery
 from tests.support.raw_receiver import Answer, Connection, RawReceiver, head
 from tests.support.running import RunningServer
+from tests.support.waiting import eventually
 from webhook_service.domain.limits import MAX_RESPONSE_BODY_BYTES, MAX_RESPONSE_HEADER_BYTES
 from webhook_service.domain.responses import TRUNCATED
 from webhooks.v1 import delivery_pb2
@@ -149,7 +149,7 @@ def test_a_gibibyte_body_is_cut_at_the_limit_and_not_drained(start_server: Start
     with ResidentGrowth() as growth:
         delivery = deliver_once(client, raw.url("/endless"))
         # The receiver's connection ends when the sender drops it, not after a gibibyte.
-        wait_until(lambda: raw.sent("/endless") > 0)
+        eventually(lambda: raw.sent("/endless") > 0, 15, "the sender drops the connection", every=0.02)
 
     assert delivery.response_code == 200
     assert delivery.response_body == "x" * MAX_RESPONSE_BODY_BYTES
@@ -230,10 +230,3 @@ def test_broken_and_endless_answers_are_attempts_with_an_error(start_server: Sta
     for path, (_, expected) in BROKEN.items():
         assert expected in errors[path], (path, errors[path])
     assert {(d.attempt_count, d.response_code) for d in deliveries} == {(1, 0)}
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 15) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "the condition never held"
-        time.sleep(0.02)

@@ -16,6 +16,7 @@ from tests import seed
 from tests.helpers import get_delivery, make_webhook, publish, wait_for_delivery
 from tests.support.receiver import Receiver, Reply
 from tests.support.running import BackgroundLoop, RunningServer
+from tests.support.waiting import eventually
 from webhook_service.domain.scheduling import Capacity
 from webhook_service.store import deliveries
 from webhook_service.store.models import DeliveryRow, WebhookRow
@@ -91,10 +92,10 @@ def test_hung_receivers_of_one_organization_do_not_slow_another(
             make_webhook(client, "organizations/hung", hung.url(f"/hung-{n}"))
         for _ in range(20):  # 20 deliveries each: more than a webhook's bound lets it hold
             publish(client, seed.update_event(stack=HUNG_STACK))
-        deadline = time.monotonic() + 30
         held = min(16 * hung_webhooks, 128)
-        while hung.requests < held and time.monotonic() < deadline:
-            time.sleep(0.05)
+        eventually(
+            lambda: hung.requests >= held, 30, lambda: f"{held} requests held, {hung.requests} so far", every=0.05
+        )
         time.sleep(0.5)  # room for more, were the bounds not kept
         assert hung.requests == held, "the hung webhooks hold their bounds and no more"
 

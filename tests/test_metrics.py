@@ -3,8 +3,6 @@ value, as Prometheus would read it."""
 
 from __future__ import annotations
 
-import re
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,6 +15,7 @@ from tests.support.receiver import Receiver, Reply
 from tests.support.rest import Rest, token_auth
 from tests.support.running import RunningServer
 from tests.support.scrape import Scrape, get, http_base, scrape
+from tests.support.waiting import eventually
 from webhooks.v1 import delivery_pb2, webhook_pb2
 
 FAILED = delivery_pb2.WEBHOOK_DELIVERY_STATE_FAILED
@@ -36,19 +35,20 @@ def scraped_once(base: str, expected: Expected, timeout: float = 20) -> Scrape:
     """The first scrape with every expected value (None: the sample is absent). Counters move when the
     dispatcher has recorded an outcome, a moment after the state the tests wait for, and the backlog
     gauges are read again every few seconds, so the values are waited for."""
-    deadline = time.monotonic() + timeout
-    while True:
-        found = scrape(base)
-        wrong = {
+
+    def wrong(found: Scrape) -> dict[tuple[str, tuple[tuple[str, str], ...]], tuple[float | None, float | None]]:
+        return {
             key: (found.value(key[0], **dict(key[1])), value)
             for key, value in expected.items()
             if found.value(key[0], **dict(key[1])) != value
         }
-        if not wrong:
-            return found
-        if time.monotonic() > deadline:
-            raise AssertionError(f"(found, expected) after {timeout}s: {wrong}")
-        time.sleep(0.2)
+
+    return eventually(
+        lambda: None if wrong(found := scrape(base)) else found,
+        timeout,
+        lambda: f"every expected value; (found, expected): {wrong(scrape(base))}",
+        every=0.2,
+    )
 
 
 def test_every_series_after_a_publish_a_success_a_failure_and_a_retry(
@@ -78,10 +78,12 @@ def test_every_series_after_a_publish_a_success_a_failure_and_a_retry(
         wait_for_delivery(client, delivery["flaky"])
         wait_for_delivery(client, delivery["gone"], FAILED)
         wait_for_delivery(client, delivery["refused"], FAILED)
-        deadline = time.monotonic() + 15
-        while get_delivery(client, delivery["later"]).attempt_count < 1:
-            assert time.monotonic() < deadline, "the delivery that is retried later was never tried"
-            time.sleep(0.05)
+        eventually(
+            lambda: get_delivery(client, delivery["later"]).attempt_count >= 1,
+            15,
+            "the delivery that is retried later is tried",
+            every=0.05,
+        )
         assert get_delivery(client, delivery["later"]).state == PENDING
         missing = rpc_error(client.webhooks.GetWebhook, WS.GetWebhookRequest(name=f"{parent}/webhooks/missing"))
         assert missing.code() == grpc.StatusCode.NOT_FOUND
@@ -169,10 +171,7 @@ def test_a_dispatch_process_serves_the_series_of_its_own_attempts(
         cwd=tmp_path,
     )
     try:
-        assert dispatch.wait_for_log(r"dispatcher ready, HTTP on http://127\.0\.0\.1:\d+", 30), dispatch.log
-        found = re.search(r"HTTP on (http://127\.0\.0\.1:\d+)", dispatch.log)
-        assert found is not None
-        dispatch_base = found[1]
+        dispatch_base = dispatch.wait_for_log(r"dispatcher ready, HTTP on (http://127\.0\.0\.1:\d+)", 30)[1]
         path = f"/{org}/dispatched"
         with api.client() as client:
             make_webhook(client, f"organizations/{org}", receiver.url(path))

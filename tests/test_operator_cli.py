@@ -10,7 +10,6 @@ import os
 import re
 import shlex
 import subprocess
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ from tests.support.process import webhooks_command
 from tests.support.receiver import Receiver, Reply
 from tests.support.running import RunningServer
 from tests.support.tokens import create_token
+from tests.support.waiting import eventually
 from webhook_service.cli import main
 from webhook_service.process import TlsSettings
 from webhooks_client import WebhookDeliveryState, verify_signature
@@ -324,10 +324,9 @@ def test_health_in_get_list_and_json(start_server: Start, receiver: Receiver, or
 
     [failing] = as_admin(server, "publish", str(event_file)).lines[1:]
     with server.client() as client:
-        deadline = time.monotonic() + 15
-        while get_delivery(client, failing).attempt_count == 0:
-            assert time.monotonic() < deadline, "the first attempt was not recorded"
-            time.sleep(0.05)
+        eventually(
+            lambda: get_delivery(client, failing).attempt_count > 0, 15, "the first attempt is recorded", every=0.05
+        )
     shown = as_admin(server, "hooks", "get", name).lines
     assert field(shown, "last success") == "-"
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ \((just now|\d+s ago)\)", field(shown, "failing since"))

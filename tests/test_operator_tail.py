@@ -11,7 +11,6 @@ import signal
 import socket
 import subprocess
 import threading
-import time
 from collections.abc import Callable, Iterator
 from types import TracebackType
 
@@ -23,6 +22,7 @@ from tests.support.process import webhooks_command
 from tests.support.receiver import Receiver
 from tests.support.running import RunningServer
 from tests.support.terminal import sigint_as_in_a_terminal
+from tests.support.waiting import eventually
 from webhook_service.cli import build_parser
 from webhooks.v1 import delivery_pb2
 from webhooks_client import Client
@@ -95,13 +95,12 @@ class Tail:
             self.err.append(line)
 
     def wait_until(self, condition: Callable[[], bool], what: str, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while not condition():
-            if time.monotonic() > deadline:
-                raise AssertionError(
-                    f"no {what} after {timeout}s:\nstdout:\n{''.join(self.out)}\nstderr:\n{''.join(self.err)}"
-                )
-            time.sleep(0.02)
+        eventually(
+            condition,
+            timeout,
+            lambda: f"{what}\nstdout:\n{''.join(self.out)}\nstderr:\n{''.join(self.err)}",
+            every=0.02,
+        )
 
     def wait_for_watch(self) -> None:
         """Until tail says its watch is in place: from then on no attempt is missed."""

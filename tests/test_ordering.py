@@ -31,6 +31,7 @@ from tests.support.process import ServiceProcess, serving
 from tests.support.receiver import Received, Receiver, Reply
 from tests.support.running import RunningServer, settings_in
 from tests.support.tokens import create_key
+from tests.support.waiting import eventually
 from webhook_service.store import schema
 from webhook_service.store.models import bound_to
 from webhooks.v1 import delivery_pb2, event_pb2, webhook_pb2
@@ -101,13 +102,6 @@ def refuse(label: str, times: int) -> Callable[[dict[str, str], bytes], None]:
             raise ValueError(f"{label} refused, {refused[0]} of {times}")
 
     return check
-
-
-def eventually(condition: Callable[[], bool], timeout: float, what: Callable[[], str]) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"not within {timeout}s: {what()}"
-        time.sleep(0.05)
 
 
 # --- the field --------------------------------------------------------------------------------------
@@ -253,7 +247,8 @@ def test_ping_and_redelivery_go_out_at_once_beside_the_order(start_server: Start
             client.webhooks.GetWebhookDelivery(WS.GetWebhookDeliveryRequest(name=names["a1"][0])).attempt_count == 1
         ),
         15,
-        lambda: "a1's first attempt is recorded",
+        "a1's first attempt is recorded",
+        every=0.05,
     )
     # a1 waits a minute for its retry, and a2 behind it.
     time.sleep(1)
@@ -402,7 +397,7 @@ def test_sigkill_mid_flight_then_restart_keeps_the_order(
             names = publish_in_order(client, org, order)
         # Killed just after a request arrived, while the receiver takes its time answering it.
         seen = len(receiver.wait_for(path, 2))
-        eventually(lambda: len(receiver.received(path)) > seen, 30, lambda: "another request arrives")
+        eventually(lambda: len(receiver.received(path)) > seen, 30, "another request arrives", every=0.05)
         first.kill()
     killed_at = len(receiver.received(path))
     stranded = sql.execute(database, "SELECT delivery_id FROM delivery WHERE lease_owner IS NOT NULL")

@@ -6,11 +6,9 @@ is never unreachable, only locked (tests/test_rest.py covers that)."""
 from __future__ import annotations
 
 import re
-import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 
 import grpc
@@ -22,6 +20,7 @@ from tests.helpers import WS, make_webhook
 from tests.support.postgres import PostgresCluster
 from tests.support.process import ServiceProcess
 from tests.support.receiver import Receiver, Reply
+from tests.support.waiting import eventually
 from webhooks.v1 import event_service_pb2
 from webhooks_client import Client
 
@@ -30,14 +29,6 @@ NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 ORGANIZATION = "organizations/crazy-adventures"  # the organization of seed's events
 STARTED = "the database does not answer"
 ENDED = re.compile(r"the database answers again after (\d+\.\d)s; (\d+) queries failed meanwhile")
-
-
-def wait_until(condition: Callable[[], bool], timeout: float, what: Callable[[], str]) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout}s: {what()}")
-        time.sleep(0.1)
 
 
 def readyz(base: str) -> int:
@@ -81,7 +72,7 @@ def test_an_outage_is_one_line_when_it_begins_and_one_when_it_ends_and_health_fo
             refused = 0
             postgres_cluster.stop()
             try:
-                wait_until(lambda: status() == NOT_SERVING, 30, lambda: f"health is {status()}\n{service.log}")
+                eventually(lambda: status() == NOT_SERVING, 30, lambda: f"health is {status()}\n{service.log}")
                 assert readyz(http[1]) == 503
                 for _ in range(5):
                     try:
@@ -91,7 +82,7 @@ def test_an_outage_is_one_line_when_it_begins_and_one_when_it_ends_and_health_fo
                         refused += 1
             finally:
                 postgres_cluster.start()
-            wait_until(lambda: status() == SERVING, 30, lambda: f"health is {status()}\n{service.log}")
+            eventually(lambda: status() == SERVING, 30, lambda: f"health is {status()}\n{service.log}")
             assert readyz(http[1]) == 200
             client.webhooks.ListWebhooks(WS.ListWebhooksRequest(parent=ORGANIZATION), timeout=10)
         assert refused == 5

@@ -7,7 +7,6 @@ import asyncio
 import re
 import subprocess
 import threading
-import time
 import urllib.error
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +20,7 @@ from tests.support.receiver import Receiver, Reply
 from tests.support.running import RunningServer, settings_in
 from tests.support.scrape import get, http_base
 from tests.support.stall import stalled_store
+from tests.support.waiting import eventually
 from tests.test_readme import section
 
 Start = Callable[..., RunningServer]
@@ -28,13 +28,16 @@ Start = Callable[..., RunningServer]
 
 def wait_for_status(url: str, status: int, timeout: float = 15) -> str:
     """The body of the first answer with `status`."""
-    deadline = time.monotonic() + timeout
-    while True:
+
+    def answered() -> str | None:
         found, _, body = get(url)
-        if found == status:
-            return body
-        assert time.monotonic() < deadline, f"{url} still answers {found} after {timeout}s: {body}"
-        time.sleep(0.1)
+        return body if found == status else None
+
+    def instead() -> str:
+        found, _, body = get(url)
+        return f"{url} answers {status}; it still answers {found}: {body}"
+
+    return eventually(answered, timeout, instead)
 
 
 def test_healthy_and_ready_while_serving(start_server: Start) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,6 +16,7 @@ from tests.helpers import WS, make_webhook, publish, wait_for_delivery
 from tests.support.postgres import PostgresCluster
 from tests.support.receiver import Receiver, Reply
 from tests.support.running import LOOPBACK, RunningServer, settings_in
+from tests.support.waiting import eventually
 from webhook_service.dispatch.settings import DispatchSettings
 from webhooks.v1 import delivery_pb2, event_service_pb2, webhook_pb2
 from webhooks_client import Client
@@ -56,10 +56,12 @@ class Renamer:
     def settle(self) -> None:
         """Returns once every rename that was in flight has finished: each thread has done two more since."""
         wanted = {name: count + 2 for name, count in self.counts.items()}
-        deadline = time.monotonic() + 30
-        while any(self.counts[name] < count for name, count in wanted.items()):
-            assert time.monotonic() < deadline, "the renames stalled"
-            time.sleep(0.01)
+        eventually(
+            lambda: all(self.counts[name] >= count for name, count in wanted.items()),
+            30,
+            "the renames go on",
+            every=0.01,
+        )
 
     def stop(self) -> None:
         self._stop.set()
@@ -108,10 +110,12 @@ def test_renaming_a_failing_webhook_keeps_its_disable_after_clock(
 
     publish(client, seed.update_event(stack=STACK))
 
-    deadline = time.monotonic() + 20
-    while (current := get(client, hook)).active:
-        assert time.monotonic() < deadline, "renaming kept the failing webhook on"
-        time.sleep(0.05)
+    current = eventually(
+        lambda: None if (found := get(client, hook)).active else found,
+        20,
+        "the failing webhook is turned off while it is renamed",
+        every=0.05,
+    )
     assert "failed since" in current.disabled_reason
 
 
@@ -178,9 +182,9 @@ def test_a_statement_lost_while_inserting_deliveries_is_unavailable(
 
 def wait_for_backend(url: str, query: str) -> int:
     """The process ID of the backend blocked on a lock while running `query` (a LIKE pattern)."""
-    deadline = time.monotonic() + 30
     with psycopg2.connect(url) as connection, connection.cursor() as cursor:
-        while True:
+
+        def blocked() -> int | None:
             cursor.execute(
                 "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
                 " AND wait_event_type = 'Lock' AND query LIKE %s",
@@ -188,11 +192,10 @@ def wait_for_backend(url: str, query: str) -> int:
             )
             found = cursor.fetchall()
             connection.rollback()
-            if found:
-                pid: int = found[0][0]
-                return pid
-            assert time.monotonic() < deadline, f"no backend ever waited running {query}"
-            time.sleep(0.02)
+            pid: int | None = found[0][0] if found else None
+            return pid
+
+        return eventually(blocked, 30, f"a backend waits on a lock running {query}", every=0.02)
 
 
 def signal_backend(url: str, function: str, pid: int) -> None:

@@ -16,6 +16,7 @@ from tests.support import sql
 from tests.support.receiver import Receiver, Reply
 from tests.support.rest import Rest, token_auth
 from tests.support.running import RunningServer
+from tests.support.waiting import eventually
 from webhooks.v1 import delivery_pb2, webhook_pb2, webhook_service_pb2
 from webhooks_client import Client, field_violations
 
@@ -43,13 +44,11 @@ def states(client: Client, hook: str) -> dict[str, int]:
 
 
 def wait_for_states(client: Client, hook: str, state: int, count: int, timeout: float = 60) -> dict[str, int]:
-    deadline = time.monotonic() + timeout
-    while True:
-        found = states(client, hook)
-        if len(found) == count and set(found.values()) == {state}:
-            return found
-        assert time.monotonic() < deadline, f"{hook}: {found}"
-        time.sleep(0.1)
+    return eventually(
+        lambda: found if len(found := states(client, hook)) == count and set(found.values()) == {state} else None,
+        timeout,
+        lambda: f"{count} deliveries of {hook} in state {state}: {states(client, hook)}",
+    )
 
 
 def outage(client: Client, receiver: Receiver, path: str, parent: str, count: int) -> tuple[str, dict[str, int]]:
@@ -193,12 +192,13 @@ def test_more_than_a_batch_in_one_call(start_server: Start, receiver: Receiver) 
     assert recover(client, hook, moment) == 2500
     received = receiver.wait_for(path, 2500, timeout=120)
     assert len({r.headers["webhook-id"] for r in received}) == 2500
-    deadline = time.monotonic() + 60
-    while sql.execute(server.settings.database, "SELECT state, COUNT(*) FROM delivery GROUP BY state") != [
-        ("succeeded", 2500)
-    ]:
-        assert time.monotonic() < deadline
-        time.sleep(0.2)
+    by_state = "SELECT state, COUNT(*) FROM delivery GROUP BY state"
+    eventually(
+        lambda: sql.execute(server.settings.database, by_state) == [("succeeded", 2500)],
+        60,
+        lambda: f"all 2500 succeeded: {sql.execute(server.settings.database, by_state)}",
+        every=0.2,
+    )
 
 
 @pytest.mark.parametrize(

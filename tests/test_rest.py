@@ -7,7 +7,6 @@ import hmac
 import http.client
 import itertools
 import json
-import re
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -428,8 +427,7 @@ def test_dispatch_processes_do_not_serve_the_rest_api(tmp_path: Path, databases:
         ["dispatch", "--database", url, "--http-listen", "127.0.0.1:0"], wait_for_port=False, cwd=tmp_path
     )
     try:
-        assert dispatcher.wait_for_log(r"HTTP on http://127\.0\.0\.1:\d+", 30), dispatcher.log
-        port = int(re.findall(r"HTTP on http://127\.0\.0\.1:(\d+)", dispatcher.log)[0])
+        port = int(dispatcher.wait_for_log(r"HTTP on http://127\.0\.0\.1:(\d+)", 30)[1])
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
         connection.request("GET", "/api/orgs/acme/hooks", headers={"Authorization": "token whk_anything"})
         answer = connection.getresponse()

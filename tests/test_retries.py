@@ -10,9 +10,10 @@ from typing import Any
 import pytest
 
 from tests import seed
-from tests.helpers import WS, delivery_id, make_webhook, publish, wait_for_delivery
+from tests.helpers import WS, delivery_id, get_delivery, make_webhook, publish, wait_for_delivery
 from tests.support.receiver import Receiver, Reply
 from tests.support.running import RunningServer
+from tests.support.waiting import eventually
 from webhooks.v1 import delivery_pb2, webhook_pb2
 from webhooks_client import Client
 
@@ -69,10 +70,12 @@ def test_pending_delivery_shows_when_it_is_tried_next(start_server: Start, recei
     [name] = publish(client, seed.update_event(stack=STACK)).deliveries
     receiver.wait_for("/later", 1)
 
-    deadline = time.monotonic() + 10
-    while (delivery := client.webhooks.GetWebhookDelivery(WS.GetWebhookDeliveryRequest(name=name))).attempt_count < 1:
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    delivery = eventually(
+        lambda: found if (found := get_delivery(client, name)).attempt_count >= 1 else None,
+        10,
+        "the first attempt is recorded",
+        every=0.05,
+    )
     assert delivery.state == PENDING
     wait = delivery.next_attempt_time.ToDatetime().timestamp() - time.time()
     assert 30 * 0.8 - 2 <= wait <= 30 * 1.2
@@ -104,10 +107,12 @@ def test_continuous_failure_past_disable_after_deactivates(start_server: Start, 
     hook = make_webhook(client, "organizations/acme", receiver.url("/dead"))
     publish(client, seed.update_event(stack=STACK))
 
-    deadline = time.monotonic() + 15
-    while (current := client.webhooks.GetWebhook(WS.GetWebhookRequest(name=hook.name))).active:
-        assert time.monotonic() < deadline, "the webhook was never deactivated"
-        time.sleep(0.05)
+    current = eventually(
+        lambda: None if (found := client.webhooks.GetWebhook(WS.GetWebhookRequest(name=hook.name))).active else found,
+        15,
+        "the webhook is deactivated",
+        every=0.05,
+    )
     assert "failed since" in current.disabled_reason
     assert "--disable-after" in current.disabled_reason
     attempts = len(receiver.received("/dead"))
@@ -189,8 +194,9 @@ def test_retention_prunes_old_events_and_deliveries(start_server: Start, receive
     [name] = publish(client, seed.update_event(stack=STACK)).deliveries
     wait_for_delivery(client, name)
 
-    deadline = time.monotonic() + 10
-    while client.webhooks.ListWebhookDeliveries(WS.ListWebhookDeliveriesRequest(parent=hook.name)).deliveries:
-        assert time.monotonic() < deadline, "the delivery was never pruned"
-        time.sleep(0.1)
+    eventually(
+        lambda: not client.webhooks.ListWebhookDeliveries(WS.ListWebhookDeliveriesRequest(parent=hook.name)).deliveries,
+        10,
+        "the delivery is pruned",
+    )
     assert client.webhooks.GetWebhook(WS.GetWebhookRequest(name=hook.name)).active

@@ -9,10 +9,11 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+
+from tests.support.waiting import eventually
 
 LISTENING = re.compile(r"listening on (\S+):(\d+)")
 
@@ -77,13 +78,14 @@ class ServiceProcess:
     def log(self) -> str:
         return "".join(self.lines)
 
-    def wait_for_log(self, pattern: str, timeout: float = 10) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if re.search(pattern, self.log):
-                return True
-            time.sleep(0.05)
-        return False
+    def wait_for_log(self, pattern: str, timeout: float = 10) -> re.Match[str]:
+        """The first match of `pattern` in the log, once the process has written it."""
+        return eventually(
+            lambda: re.search(pattern, self.log),
+            timeout,
+            lambda: f"the log matches {pattern!r}:\n{self.log}",
+            every=0.05,
+        )
 
     def terminate(self, timeout: float = 30) -> int:
         self.process.send_signal(signal.SIGTERM)

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
 
 from tests.support.running import BackgroundLoop
+from tests.support.waiting import eventually
 
 
 class Connection:
@@ -101,11 +101,12 @@ class RawReceiver:
             return self._sent[path]
 
     def wait_for(self, path: str, count: int, timeout: float = 15) -> None:
-        deadline = time.monotonic() + timeout
-        while self.received(path) < count:
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{path} received {self.received(path)} requests, expected {count}")
-            time.sleep(0.02)
+        eventually(
+            lambda: self.received(path) >= count,
+            timeout,
+            lambda: f"{path} received {self.received(path)} requests, expected {count}",
+            every=0.02,
+        )
 
     def close(self) -> None:
         self._loop.run(self._stop())

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from tests.support.running import BackgroundLoop
+from tests.support.waiting import eventually
 
 
 @dataclass(frozen=True)
@@ -100,13 +101,12 @@ class Receiver:
             return list(self._received[path])
 
     def wait_for(self, path: str, count: int, timeout: float = 15) -> list[Received]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            got = self.received(path)
-            if len(got) >= count:
-                return got
-            time.sleep(0.02)
-        raise AssertionError(f"{path} received {len(self.received(path))} requests, expected {count}")
+        return eventually(
+            lambda: got if len(got := self.received(path)) >= count else None,
+            timeout,
+            lambda: f"{path} received {len(self.received(path))} requests, expected {count}",
+            every=0.02,
+        )
 
     def close(self) -> None:
         self._loop.run(self._runner.cleanup())
