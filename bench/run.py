@@ -372,29 +372,47 @@ class Drain:
     end_rss: PerProcess
 
 
-def measure_drain(run: ModeRun, hooks: int, parked: int = 0, phase: str = "drain") -> Drain:
-    """Deliveries per second from the first to the last arrival, with the service's CPU and memory.
+@dataclass(frozen=True)
+class Queued:
+    """A drain's database, its deliveries queued, and the folder its service runs in."""
 
-    With separate dispatcher processes, the backlog is queued for inactive webhooks, which are activated once
-    every process is up, so that no dispatcher starts ahead of the others; the single SQLite service finds its
+    phase: str
+    database: str
+    home: Path
+
+
+def queue_drain(run: ModeRun, hooks: int, parked: int = 0, phase: str = "drain") -> Queued:
+    """`--drain` deliveries queued for `hooks` fresh webhooks, due already.
+
+    With separate dispatcher processes, they are queued for inactive webhooks, which are activated once every
+    process is up, so that no dispatcher starts ahead of the others; the single SQLite service finds its
     backlog due as it starts. `parked` more deliveries, due already, wait beside them on a webhook of another
     organization that stays inactive: work the dispatchers must pass over. `phase` names the run's database."""
     count = run.sizes.drain
-    receiver = run.receiver
     phase = f"{phase}-{hooks}" + (f"-parked-{parked}" if parked else "")
     database = run.database(phase)
     separate = run.mode.topology.dispatchers > 0
     clock = time.perf_counter()
     home = run.home(phase)
     if parked:
-        prefill(database, home, parked, receiver.url, SECRET, due_in=0.0, active=False, organization="parked")
+        prefill(database, home, parked, run.receiver.url, SECRET, due_in=0.0, active=False, organization="parked")
         run.say(f"{phase}: {parked:,} deliveries parked on an inactive webhook in {time.perf_counter() - clock:.1f}s")
         clock = time.perf_counter()
-    prefill(database, home, count, receiver.url, SECRET, due_in=0.0, hooks=hooks, active=not separate)
-    run.say(
-        f"{phase}: {count:,} deliveries to {hooks} webhook(s) queued in "
-        f"{time.perf_counter() - clock:.1f}s; starting the service"
-    )
+    prefill(database, home, count, run.receiver.url, SECRET, due_in=0.0, hooks=hooks, active=not separate)
+    run.say(f"{phase}: {count:,} deliveries to {hooks} webhook(s) queued in {time.perf_counter() - clock:.1f}s")
+    return Queued(phase, database, home)
+
+
+def measure_drain(run: ModeRun, queued: Queued) -> Drain:
+    """Deliveries per second from the first to the last arrival, with the service's CPU and memory."""
+    count = run.sizes.drain
+    receiver = run.receiver
+    phase, database, home = queued.phase, queued.database, queued.home
+    separate = run.mode.topology.dispatchers > 0
+    # What the queueing wrote goes to disk first, rather than while the service runs: the kernel writes back
+    # a large prefill for a while after it, and the service's own syncs wait behind that.
+    os.sync()
+    run.say(f"{phase}: starting the service")
     receiver.reset()
     service = run.deploy(database, home)
     timeout = max(60.0, count / 200)
@@ -667,7 +685,7 @@ def run_mode(run: ModeRun, phases: set[str]) -> ModeResult:
     several = run.processes > 1
     peaks: list[tuple[str, PerProcess]] = []
     for hooks in [int(count) for count in run.args.drain_webhooks.split(",")] if "drain" in phases else []:
-        drain = result.drains[hooks] = measure_drain(run, hooks)
+        drain = result.drains[hooks] = measure_drain(run, queue_drain(run, hooks))
         label = f"drain: {run.sizes.drain:,} queued, {hooks} webhook(s)"
         target = DRAIN_TARGETS.get(hooks)
         rows += [
@@ -712,8 +730,11 @@ def run_mode(run: ModeRun, phases: set[str]) -> ModeResult:
                 Row(f"memory idle, {run.sizes.pending:,} pending: RSS per process", f"{backlog.rss.breakdown()} MiB")
             )
     if "backlog" in phases:
-        alone = measure_drain(run, 1, phase="backlog")
-        rows += backlog_rows(run, alone, measure_drain(run, 1, parked=run.args.backlog, phase="backlog"))
+        # Both queued before either drains, so the two drains run back to back: not minutes apart, on either
+        # side of the parked backlog's queueing, while the machine's other load comes and goes.
+        beside = queue_drain(run, 1, parked=run.args.backlog, phase="backlog")
+        alone = queue_drain(run, 1, phase="backlog")
+        rows += backlog_rows(run, measure_drain(run, alone), measure_drain(run, beside))
     if peaks and not several:
         rows.append(Row("peak RSS (VmHWM) by phase", " / ".join(f"{p} {f.total:.1f}" for p, f in peaks) + " MiB"))
     elif peaks:
