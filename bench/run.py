@@ -8,8 +8,8 @@ of `--modes`:
 3. paced: events published at a steady rate (`--rate`), with the publish and publish-to-receipt latencies;
 4. memory: the service's resident size with an empty database and with a large backlog pending;
 5. backlog, only when `--backlog N` asks for it (a million rows take minutes to queue): a fresh webhook's
-   drain beside N deliveries parked on an inactive webhook, against the same drain without them, and the
-   service's resident size with the N pending.
+   drain beside N deliveries parked on an inactive webhook, between two of the same drain without them, and
+   the service's resident size with the N pending.
 
 Modes: `sqlite` is one `webhooks serve` with its built-in dispatcher, on a SQLite file per phase.
 `postgresql-N` is an API-only `webhooks serve --dispatch-concurrency 0` plus N `webhooks dispatch` processes,
@@ -26,6 +26,7 @@ import math
 import os
 import re
 import signal
+import statistics
 import sys
 import tempfile
 import time
@@ -380,29 +381,47 @@ class Drain:
     end_rss: PerProcess
 
 
-def measure_drain(run: ModeRun, hooks: int, parked: int = 0, phase: str = "drain") -> Drain:
-    """Deliveries per second from the first to the last arrival, with the service's CPU and memory.
+@dataclass(frozen=True)
+class Queued:
+    """A drain's database, its deliveries queued, and the folder its service runs in."""
 
-    With separate dispatcher processes, the backlog is queued for inactive webhooks, which are activated once
-    every process is up, so that no dispatcher starts ahead of the others; the single SQLite service finds its
+    phase: str
+    database: str
+    home: Path
+
+
+def queue_drain(run: ModeRun, hooks: int, parked: int = 0, phase: str = "drain") -> Queued:
+    """`--drain` deliveries queued for `hooks` fresh webhooks, due already.
+
+    With separate dispatcher processes, they are queued for inactive webhooks, which are activated once every
+    process is up, so that no dispatcher starts ahead of the others; the single SQLite service finds its
     backlog due as it starts. `parked` more deliveries, due already, wait beside them on a webhook of another
     organization that stays inactive: work the dispatchers must pass over. `phase` names the run's database."""
     count = run.sizes.drain
-    receiver = run.receiver
     phase = f"{phase}-{hooks}" + (f"-parked-{parked}" if parked else "")
     database = run.database(phase)
     separate = run.mode.topology.dispatchers > 0
     clock = time.perf_counter()
     home = run.home(phase)
     if parked:
-        prefill(database, home, parked, receiver.url, SECRET, due_in=0.0, active=False, organization="parked")
+        prefill(database, home, parked, run.receiver.url, SECRET, due_in=0.0, active=False, organization="parked")
         run.say(f"{phase}: {parked:,} deliveries parked on an inactive webhook in {time.perf_counter() - clock:.1f}s")
         clock = time.perf_counter()
-    prefill(database, home, count, receiver.url, SECRET, due_in=0.0, hooks=hooks, active=not separate)
-    run.say(
-        f"{phase}: {count:,} deliveries to {hooks} webhook(s) queued in "
-        f"{time.perf_counter() - clock:.1f}s; starting the service"
-    )
+    prefill(database, home, count, run.receiver.url, SECRET, due_in=0.0, hooks=hooks, active=not separate)
+    run.say(f"{phase}: {count:,} deliveries to {hooks} webhook(s) queued in {time.perf_counter() - clock:.1f}s")
+    return Queued(phase, database, home)
+
+
+def measure_drain(run: ModeRun, queued: Queued) -> Drain:
+    """Deliveries per second from the first to the last arrival, with the service's CPU and memory."""
+    count = run.sizes.drain
+    receiver = run.receiver
+    phase, database, home = queued.phase, queued.database, queued.home
+    separate = run.mode.topology.dispatchers > 0
+    # What the queueing wrote goes to disk first, rather than while the service runs: the kernel writes back
+    # a large prefill for a while after it, and the service's own syncs wait behind that.
+    os.sync()
+    run.say(f"{phase}: starting the service")
     receiver.reset()
     service = run.deploy(database, home)
     timeout = max(60.0, count / 200)
@@ -675,7 +694,7 @@ def run_mode(run: ModeRun, phases: set[str]) -> ModeResult:
     several = run.processes > 1
     peaks: list[tuple[str, PerProcess]] = []
     for hooks in [int(count) for count in run.args.drain_webhooks.split(",")] if "drain" in phases else []:
-        drain = result.drains[hooks] = measure_drain(run, hooks)
+        drain = result.drains[hooks] = measure_drain(run, queue_drain(run, hooks))
         label = f"drain: {run.sizes.drain:,} queued, {hooks} webhook(s)"
         target = DRAIN_TARGETS.get(hooks)
         rows += [
@@ -720,8 +739,14 @@ def run_mode(run: ModeRun, phases: set[str]) -> ModeResult:
                 Row(f"memory idle, {run.sizes.pending:,} pending: RSS per process", f"{backlog.rss.breakdown()} MiB")
             )
     if "backlog" in phases:
-        alone = measure_drain(run, 1, phase="backlog")
-        rows += backlog_rows(run, alone, measure_drain(run, 1, parked=run.args.backlog, phase="backlog"))
+        # Every database is queued before any drains, so the drains run back to back, not minutes apart on
+        # either side of the parked backlog's queueing. The drain beside the backlog runs between two without
+        # it, which it is held against: of two drains in a row on a busy machine, the second was the slower by
+        # a fifth, whichever it was (1,000,000 parked: 0.76 x beside it second, 1.23 x beside it first).
+        beside = queue_drain(run, 1, parked=run.args.backlog, phase="backlog")
+        before, after = (queue_drain(run, 1, phase=f"backlog-{when}") for when in ("before", "after"))
+        first, parked, last = (measure_drain(run, queued) for queued in (before, beside, after))
+        rows += backlog_rows(run, (first, last), parked)
     if peaks and not several:
         rows.append(Row("peak RSS (VmHWM) by phase", " / ".join(f"{p} {f.total:.1f}" for p, f in peaks) + " MiB"))
     elif peaks:
@@ -738,16 +763,17 @@ def run_mode(run: ModeRun, phases: set[str]) -> ModeResult:
     return result
 
 
-def backlog_rows(run: ModeRun, alone: Drain, beside: Drain) -> list[Row]:
-    """The drain of a fresh webhook beside the parked backlog against the same drain without it, run back to
-    back, and the service's memory with the backlog pending."""
-    parked, ratio = run.args.backlog, beside.rate / alone.rate
+def backlog_rows(run: ModeRun, alone: Sequence[Drain], beside: Drain) -> list[Row]:
+    """The drain of a fresh webhook beside the parked backlog against the mean of the same drains without it,
+    run back to back, and the service's memory with the backlog pending."""
+    alone_rate = statistics.fmean(drain.rate for drain in alone)
+    parked, ratio = run.args.backlog, beside.rate / alone_rate
     label = f"backlog: {run.sizes.drain:,} to a fresh webhook beside {parked:,} parked"
-    growth = beside.end_rss.total - alone.end_rss.total
+    growth = beside.end_rss.total - statistics.fmean(drain.end_rss.total for drain in alone)
     return [
         Row(
             f"{label}: deliveries completed",
-            f"{beside.rate:,.0f}/s / {alone.rate:,.0f}/s without = {ratio:.2f} x",
+            f"{beside.rate:,.0f}/s / {alone_rate:,.0f}/s without = {ratio:.2f} x",
             f">= {PARKED_DRAIN_TARGET:g} x without",
             ratio >= PARKED_DRAIN_TARGET,
         ),

@@ -753,24 +753,30 @@ def _to_attempt(row: AttemptRow) -> Attempt:
     )
 
 
-# Each webhook's count and first row come from the pending index (on SQLite without reading the table), and
-# only the oldest row is read for its time: IDs grow with create_time, so the first ID is the oldest. With
-# 1,000,000 deliveries pending (and as many finished) this took 0.13 s on SQLite, where COUNT(*) with
-# MIN("create_time") reads every pending row and took 1.4 s; PostgreSQL scans the table in parallel for
-# either form and took 0.2 to 0.35 s.
-_BACKLOG = """SELECT a."waiting", d."create_time" FROM (
-    SELECT SUM(p."waiting") AS "waiting", MIN(p."first") AS "first"
-    FROM (SELECT "webhook_id", COUNT(*) AS "waiting", MIN("id") AS "first" FROM "delivery"
-          WHERE "state" = 'pending' GROUP BY "webhook_id") p
-    JOIN "webhook" w ON w."id" = p."webhook_id" WHERE w."active" = ?) a
-LEFT JOIN "delivery" d ON d."id" = a."first\""""
+# The active webhooks' pending deliveries, counted through the pending index one active webhook at a time, so a
+# backlog parked on an inactive webhook is never read (grouping every pending row by webhook, then dropping the
+# inactive, read 1,000,000 parked index entries in 0.45 s on SQLite, on the only query thread). Only the oldest
+# row is read for its time: IDs grow with create_time, so the first ID is the oldest. COUNT beside MIN keeps
+# either engine from finding the MIN by walking the primary key from the lowest ID, the parked rows first.
+# SQLite keeps the webhooks outside in a CROSS JOIN; PostgreSQL runs an aggregating LATERAL once per webhook.
+_BACKLOG = """SELECT a."waiting", d."create_time" FROM ({counted}) a LEFT JOIN "delivery" d ON d."id" = a."first\""""
+_SQLITE_BACKLOG = _BACKLOG.format(
+    counted="""SELECT COUNT(*) AS "waiting", MIN(p."id") AS "first" FROM "webhook" w
+    CROSS JOIN "delivery" p ON p."webhook_id" = w."id" AND p."state" = 'pending' WHERE w."active" = ?"""
+)
+_POSTGRES_BACKLOG = _BACKLOG.format(
+    counted="""SELECT SUM(p."waiting") AS "waiting", MIN(p."first") AS "first" FROM "webhook" w
+    CROSS JOIN LATERAL (SELECT COUNT(*) AS "waiting", MIN(d."id") AS "first" FROM "delivery" d
+                        WHERE d."state" = 'pending' AND d."webhook_id" = w."id") p WHERE w."active" = ?"""
+)
 
 
 def backlog() -> tuple[int, float | None]:
     """How many deliveries of active webhooks are pending, and when the oldest of them was created (None
     when none is). A backlog parked on an inactive webhook is left out: nothing sends it until the webhook
     is active again, so it says nothing about whether the dispatchers keep up."""
-    [(waiting, oldest)] = statements.execute(_BACKLOG, (True,)).fetchall()
+    sqlite = isinstance(database.obj, peewee.SqliteDatabase)
+    [(waiting, oldest)] = statements.execute(_SQLITE_BACKLOG if sqlite else _POSTGRES_BACKLOG, (True,)).fetchall()
     return int(waiting or 0), oldest
 
 
