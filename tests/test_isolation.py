@@ -224,20 +224,26 @@ def test_parked_work_is_never_walked_by_a_claim(start_server: Start) -> None:
     server.run(store.run(claim_work_stays_flat, store.db))
 
 
-def claim_work_stays_flat(db: Any) -> None:
-    moment = time.time()
-    made = {}
-    for name, active in (("inactive", False), ("saturated", True), ("fresh", True)):
-        made[name] = WebhookRow.create(
-            organization="parked",
+def _webhooks(organization: str, active: dict[str, bool], moment: float) -> dict[str, int]:
+    """Webhooks of `organization` by ID, active or not, as row IDs."""
+    return {
+        name: WebhookRow.create(
+            organization=organization,
             webhook_id=name,
             display_name=name,
             payload_url="http://example.com/",
-            active=active,
+            active=is_active,
             format="raw",
             create_time=moment,
             update_time=moment,
         ).id
+        for name, is_active in active.items()
+    }
+
+
+def claim_work_stays_flat(db: Any) -> None:
+    moment = time.time()
+    made = _webhooks("parked", {"inactive": False, "saturated": True, "fresh": True}, moment)
     _fill(made["fresh"], 50, moment)
     measure = _rows_read(db)
     capacity = Capacity(
@@ -278,18 +284,7 @@ def test_parked_work_is_never_walked_by_the_backlog_gauge(start_server: Start) -
 
 def backlog_work_stays_flat(db: Any) -> None:
     moment = time.time()
-    made = {}
-    for name, active in (("inactive", False), ("fresh", True)):
-        made[name] = WebhookRow.create(
-            organization="gauged",
-            webhook_id=name,
-            display_name=name,
-            payload_url="http://example.com/",
-            active=active,
-            format="raw",
-            create_time=moment,
-            update_time=moment,
-        ).id
+    made = _webhooks("gauged", {"inactive": False, "fresh": True}, moment)
     _fill(made["fresh"], 50, moment)
     measure = _rows_read(db)
     alone = measure(deliveries.backlog)
