@@ -215,3 +215,12 @@ def test_ctrl_c_in_a_terminal_stops_the_server_and_its_dispatcher_processes_once
     assert "dispatcher stopped" in log
     assert "starting another" not in log, log
     assert not any(running(pid) for pid in children)
+
+
+def test_how_a_dispatcher_process_ended_is_said_for_any_status() -> None:
+    from webhook_service.dispatchers import _ending
+
+    assert _ending(3) == "ended with status 3"
+    assert _ending(-signal.SIGKILL) == "was killed by SIGKILL"
+    # A real-time signal has no name in Python's enum: the supervisor must still say it, and go on restarting.
+    assert _ending(-40) == "was killed by signal 40"

@@ -238,7 +238,11 @@ def _framed(data: bytes) -> bytes:
 
 def _ending(status: int) -> str:
     if status < 0:
-        return f"was killed by {signal.Signals(-status).name}"
+        # Real-time signals (35-63 on Linux) have no name: a raise here would end the restarts.
+        try:
+            return f"was killed by {signal.Signals(-status).name}"
+        except ValueError:
+            return f"was killed by signal {-status}"
     return f"ended with status {status}"
 
 
