@@ -8,7 +8,7 @@ from peewee import Expression, SqliteDatabase
 
 from webhook_service.domain.errors import InvalidArgument, Reason
 from webhook_service.domain.idempotency import RequestKey
-from webhook_service.store import secrets
+from webhook_service.store import secrets, statements
 from webhook_service.store.batches import delete_in_batches
 from webhook_service.store.models import IdempotencyRow, database
 from webhook_service.store.times import now
@@ -26,23 +26,33 @@ def _key(scope: str, key: RequestKey) -> Expression:
     )
 
 
+# Every publish with a request_id runs these, so they are fixed SQL.
+_KEY = '"scope" = ? AND "organization" = ? AND "request_id" = ?'
+_RECALL = f'SELECT "fingerprint", "response" FROM "idempotency_key" WHERE {_KEY} AND "create_time" >= ?'
+_LOCKED = " FOR UPDATE"
+_FORGET_EXPIRED = f'DELETE FROM "idempotency_key" WHERE {_KEY} AND "create_time" < ?'
+_REMEMBER = (
+    'INSERT INTO "idempotency_key" ("scope", "organization", "request_id", "fingerprint", "response", "create_time")'
+    " VALUES (?, ?, ?, ?, ?, ?)"
+)
+
+
 def recall(scope: str, key: RequestKey, since: float = 0.0, lock: bool = False) -> str | None:
     """The answer remembered for `key`, if it was given after `since`; raises InvalidArgument when the
     request_id was used for another request. With `lock`, the key stays locked until the transaction ends
     (SQLite's write lock does that already), for an answer that is written in steps."""
-    query = IdempotencyRow.select().where(_key(scope, key) & (IdempotencyRow.create_time >= since))
-    if lock and not isinstance(database.obj, SqliteDatabase):
-        query = query.for_update()
-    row = query.first()
+    text = _RECALL + _LOCKED if lock and not isinstance(database.obj, SqliteDatabase) else _RECALL
+    row = statements.execute(text, (scope, key.organization, key.request_id, since)).fetchone()
     if row is None:
         return None
-    if not hmac.compare_digest(str(row.fingerprint), secrets.box().fingerprint(key.request)):
+    fingerprint, response = row
+    if not hmac.compare_digest(str(fingerprint), secrets.box().fingerprint(key.request)):
         raise InvalidArgument(
             "request_id",
             "was used for a different request; give this one a new request_id",
             Reason.REQUEST_ID_REUSED,
         )
-    return str(row.response)
+    return str(response)
 
 
 def remember(scope: str, key: RequestKey, response: str, expired_before: float = 0.0) -> None:
@@ -51,15 +61,9 @@ def remember(scope: str, key: RequestKey, response: str, expired_before: float =
     A key older than `expired_before` that the pruner has not reached yet gives way to the new answer;
     a live one never does, or two racing calls could both win.
     """
-    IdempotencyRow.delete().where(_key(scope, key) & (IdempotencyRow.create_time < expired_before)).execute()
-    IdempotencyRow.create(
-        scope=scope,
-        organization=key.organization,
-        request_id=key.request_id,
-        fingerprint=secrets.box().fingerprint(key.request),
-        response=response,
-        create_time=now(),
-    )
+    where = (scope, key.organization, key.request_id)
+    statements.execute(_FORGET_EXPIRED, (*where, expired_before))
+    statements.execute(_REMEMBER, (*where, secrets.box().fingerprint(key.request), response, now()))
 
 
 def revise(scope: str, key: RequestKey, response: str) -> None:
