@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
+import math
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -340,8 +342,38 @@ def active_for_stack(stack: Parent) -> list[tuple[int, Webhook]]:
     )
     rows = statements.execute(text, (stack.organization, True, stack.project, stack.stack))
     # A row that cannot be read reads as inactive, and gets nothing.
-    readable = ((row[0], _webhook(row[1:])) for row in rows.fetchall())
+    readable = ((row[0], _projected(row[1:])) for row in rows.fetchall())
     return [(row_id, webhook) for row_id, webhook in readable if webhook.active]
+
+
+# The webhooks a publish routes among, as made from their rows, by database and row. Making a Webhook (the
+# secrets opened, the etag hashed, times and enums converted) costs more than reading its row, and every publish
+# reads its stack's: a row read again as it was gives the same Webhook, until its previous secret expires.
+# Keyed by the whole row rather than its revision, so a write that leaves the revision alone (a secret sealed
+# again, a queue numbered) can never leave a stale one.
+_PROJECTED_PER_DATABASE = 10_000
+_projections: weakref.WeakKeyDictionary[peewee.Database, dict[tuple[Any, ...], tuple[Webhook, float]]] = (
+    weakref.WeakKeyDictionary()
+)
+_PREVIOUS_SECRET_EXPIRES = _COLUMNS.index("previous_secret_expire_time")
+
+
+def _projected(values: tuple[Any, ...]) -> Webhook:
+    db = database.obj
+    assert db is not None
+    projection = _projections.get(db)
+    if projection is None:
+        projection = _projections.setdefault(db, {})
+    moment = now()
+    found = projection.get(values)
+    if found is not None and moment < found[1]:
+        return found[0]
+    webhook = _webhook(values)
+    expires = values[_PREVIOUS_SECRET_EXPIRES]
+    if len(projection) >= _PROJECTED_PER_DATABASE:
+        projection.clear()
+    projection[values] = (webhook, expires if expires is not None and expires > moment else math.inf)
+    return webhook
 
 
 def of_organization(stack: Parent, other_stacks: int) -> tuple[list[Webhook], bool]:
