@@ -10,8 +10,9 @@ import secrets
 import socket
 import time
 from collections import Counter
+from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from webhook_service.dispatch.sender import Sender
 from webhook_service.dispatch.settings import DispatchSettings
@@ -26,6 +27,8 @@ from webhook_service.store.deliveries import Claim, Outcome
 from webhook_service.store.events import IDEMPOTENCY_WINDOW
 
 log = logging.getLogger(__name__)
+
+Key = TypeVar("Key")
 
 MAX_FLUSH = 500
 LISTEN_RETRY_SECONDS = 1.0
@@ -140,13 +143,15 @@ class Dispatcher:
                     self._busy[claim.webhook_row] += 1
                     self._busy_organizations[claim.organization] += 1
                     self._tasks[claim.row_id] = asyncio.create_task(self._deliver(claim))
-                # The bounds that held this claim back: completions under them are worth a new claim.
-                self._capped = {webhook for webhook, count in self._busy.items() if count >= settings.per_webhook}
-                self._capped_organizations = {
-                    organization
-                    for organization, count in self._busy_organizations.items()
-                    if count >= settings.per_organization
-                }
+                # The bounds that held this claim back: completions under them are worth a new claim. Judged by
+                # what was in flight when the claim was made: requests that ended meanwhile did not make room
+                # the claim could have taken, and a webhook judged by what is left would wait for the next poll.
+                self._capped = _at_bound(
+                    capacity.busy_webhooks, Counter(c.webhook_row for c in claimed), settings.per_webhook
+                )
+                self._capped_organizations = _at_bound(
+                    capacity.busy_organizations, Counter(c.organization for c in claimed), settings.per_organization
+                )
             # Short of what was asked: nothing else is due, or only for webhooks or organizations at their bound.
             self._starved = len(claimed) < capacity.free
             if capacity.free > 0 and not self._starved:
@@ -366,6 +371,11 @@ class Dispatcher:
                 pass  # told by the store; erased at the next round
             except Exception:
                 log.exception("erasing replaced webhook secrets failed; retrying")
+
+
+def _at_bound(busy: Mapping[Key, int], claimed: Counter[Key], bound: int) -> set[Key]:
+    """The webhooks, or organizations, that `claimed` took up to `bound` from what was `busy`."""
+    return {key for key in busy.keys() | claimed.keys() if busy.get(key, 0) + claimed[key] >= bound}
 
 
 def _release_slot(busy: Counter[Any], key: Any) -> int:
