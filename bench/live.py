@@ -32,7 +32,10 @@ class Published:
 
 
 def event_request(organization: str, serial: int) -> event_service_pb2.PublishEventRequest:
+    """An event as an internal service publishes it: with a request_id, so a retry after a lost answer is
+    not published twice."""
     return event_service_pb2.PublishEventRequest(
+        request_id=f"bench-{organization}-{serial}",
         event=event_pb2.Event(
             stack=f"organizations/{organization}/projects/website/stacks/production",
             user=event_pb2.Identity(name="Bench User", github_login="bench-user"),
@@ -43,7 +46,7 @@ def event_request(organization: str, serial: int) -> event_service_pb2.PublishEv
                 result=event_pb2.UPDATE_RESULT_SUCCEEDED,
                 resource_changes={"create": 3, "update": 2, "same": 40},
             ),
-        )
+        ),
     )
 
 
