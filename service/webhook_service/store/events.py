@@ -92,7 +92,8 @@ def _publish_alone(publication: Publication) -> Published:
 
 def _shared_bodies(event_row: int, payloads: list[bytes]) -> dict[bytes, int]:
     """Stores once each body more than one of the event's deliveries send; returns their row IDs by content.
-    Routing hands the same bytes to every webhook of a format, so counting them hashes each body once."""
+    Routing hands every webhook of a format the same bytes object, whose hash Python keeps: counting them
+    hashes each body once."""
     counts = Counter(payloads)
     return {
         payload: statements.execute(_INSERT_BODY, (event_row, payload)).fetchone()[0]
