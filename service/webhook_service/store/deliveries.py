@@ -21,7 +21,15 @@ from webhook_service.store import webhooks as webhook_rows
 from webhook_service.store.batches import BATCH_ROWS, delete_in_batches
 from webhook_service.store.database import transaction
 from webhook_service.store.events import IDEMPOTENCY_WINDOW
-from webhook_service.store.models import AttemptRow, DeliveryRow, EventRow, SequenceLeaseRow, WebhookRow, database
+from webhook_service.store.models import (
+    AttemptRow,
+    BodyRow,
+    DeliveryRow,
+    EventRow,
+    SequenceLeaseRow,
+    WebhookRow,
+    database,
+)
 from webhook_service.store.times import now, to_datetime
 
 PENDING = DeliveryState.PENDING.value
@@ -81,10 +89,11 @@ class Outcome:
 
 # What senders need of each claimed delivery: read for every delivery, so fixed SQL.
 _CLAIMED = (
-    'SELECT d."id", d."delivery_id", d."kind", d."payload", d."attempt_count", d."state", d."create_time",'
-    ' d."schedule_start", w."id", w."organization", w."project", w."stack", w."webhook_id", w."payload_url",'
-    ' w."secret", w."previous_secret", w."previous_secret_expire_time"'
-    ' FROM "delivery" d JOIN "webhook" w ON w."id" = d."webhook_id" WHERE d."id" {among}'
+    'SELECT d."id", d."delivery_id", d."kind", COALESCE(b."payload", d."payload"), d."attempt_count", d."state",'
+    ' d."create_time", d."schedule_start", w."id", w."organization", w."project", w."stack", w."webhook_id",'
+    ' w."payload_url", w."secret", w."previous_secret", w."previous_secret_expire_time"'
+    ' FROM "delivery" d JOIN "webhook" w ON w."id" = d."webhook_id" LEFT JOIN "body" b ON b."id" = d."body_id"'
+    ' WHERE d."id" {among}'
 )
 _LEASE = 'UPDATE "delivery" SET "lease_owner" = ?, "lease_expires" = ? WHERE "id" {among}'
 # Each attempt's outcome, written only while the row still holds the claim's lease, attempt count and state;
@@ -503,14 +512,26 @@ def create_direct(webhook: WebhookName, kind: str, payload: bytes, delivery_id: 
         return made
 
 
-def _joined() -> peewee.ModelSelect[DeliveryRow]:
-    """Deliveries with their webhook and event, read in the same query."""
-    return (
-        DeliveryRow.select(DeliveryRow, WebhookRow, EventRow)
-        .join(WebhookRow)
-        .switch(DeliveryRow)
-        .join(EventRow, peewee.JOIN.LEFT_OUTER)
+# A delivery's columns but its own payload, which is empty when it sends a shared body.
+_DELIVERY_COLUMNS = tuple(column for column in DeliveryRow._meta.sorted_fields if column is not DeliveryRow.payload)
+
+
+def _joined(payload: peewee.ColumnBase | None = None) -> peewee.ModelSelect[DeliveryRow]:
+    """Deliveries with their payload and what names them, read in the same query; `payload` in the payload's
+    place when given."""
+    selected = DeliveryRow.select(
+        *_DELIVERY_COLUMNS,
+        (payload or peewee.fn.COALESCE(BodyRow.payload, DeliveryRow.payload)).alias("payload"),
+        WebhookRow.organization,
+        WebhookRow.project,
+        WebhookRow.stack,
+        WebhookRow.webhook_id,
+        EventRow.event_id,
     )
+    joined = selected.join(WebhookRow).switch(DeliveryRow).join(EventRow, peewee.JOIN.LEFT_OUTER)
+    if payload is None:
+        joined = joined.switch(DeliveryRow).join(BodyRow, peewee.JOIN.LEFT_OUTER, on=BodyRow.id == DeliveryRow.body_id)
+    return joined
 
 
 def _delivery_row(name: DeliveryName, lock: bool = False) -> DeliveryRow:
@@ -652,7 +673,7 @@ def get(name: DeliveryName) -> Delivery:
 
 
 def get_by_id(row_id: int) -> Delivery:
-    row = DeliveryRow.select(DeliveryRow, WebhookRow).join(WebhookRow).where(DeliveryRow.id == row_id).first()
+    row = _joined().where(DeliveryRow.id == row_id).first()
     if row is None:
         # Its webhook was deleted while the attempt was under way.
         raise NotFound("the delivery no longer exists: its webhook was deleted", Reason.DELIVERY_NOT_FOUND)
@@ -692,15 +713,6 @@ def _listing(full: bool) -> tuple[peewee.ModelSelect[DeliveryRow], peewee.ModelS
     requests and the response bodies stay unread: empty values stand in for them, so rows convert as usual."""
     if full:
         return _joined(), AttemptRow.select()
-    deliveries = DeliveryRow.select(
-        *(column for column in DeliveryRow._meta.sorted_fields if column is not DeliveryRow.payload),
-        peewee.Value(b"").alias("payload"),
-        WebhookRow.organization,
-        WebhookRow.project,
-        WebhookRow.stack,
-        WebhookRow.webhook_id,
-        EventRow.event_id,
-    )
     attempts = AttemptRow.select(
         AttemptRow.delivery,
         AttemptRow.attempt_number,
@@ -713,7 +725,7 @@ def _listing(full: bool) -> tuple[peewee.ModelSelect[DeliveryRow], peewee.ModelS
         peewee.Value("{}").alias("response_headers"),
         peewee.Value("").alias("response_body"),
     )
-    return deliveries.join(WebhookRow).switch(DeliveryRow).join(EventRow, peewee.JOIN.LEFT_OUTER), attempts
+    return _joined(peewee.Value(b"")), attempts
 
 
 def _to_delivery(row: DeliveryRow, attempts: list[AttemptRow]) -> Delivery:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import secrets
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -24,9 +25,11 @@ _INSERT_EVENT = (
     'INSERT INTO "event" ("event_id", "organization", "project", "stack", "kind", "create_time")'
     ' VALUES (?, ?, ?, ?, ?, ?) RETURNING "id"'
 )
+_INSERT_BODY = 'INSERT INTO "body" ("event_id", "payload") VALUES (?, ?) RETURNING "id"'
 _INSERT_DELIVERY = (
     'INSERT INTO "delivery" ("delivery_id", "webhook_id", "event_id", "kind", "payload", "state",'
-    ' "attempt_count", "next_attempt_time", "create_time", "sequence") VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?, ?)'
+    ' "attempt_count", "next_attempt_time", "create_time", "sequence", "body_id")'
+    " VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?)"
 )
 
 
@@ -87,6 +90,18 @@ def _publish_alone(publication: Publication) -> Published:
             return _publish(publication)
 
 
+def _shared_bodies(event_row: int, payloads: list[bytes]) -> dict[bytes, int]:
+    """Stores once each body more than one of the event's deliveries send; returns their row IDs by content.
+    Routing hands every webhook of a format the same bytes object, whose hash Python keeps: counting them
+    hashes each body once."""
+    counts = Counter(payloads)
+    return {
+        payload: statements.execute(_INSERT_BODY, (event_row, payload)).fetchone()[0]
+        for payload, count in counts.items()
+        if count > 1
+    }
+
+
 def _publish(publication: Publication) -> Published:
     event, kind, key, first_delay = publication.event, publication.kind, publication.key, publication.first_delay
     moment = now()
@@ -106,7 +121,9 @@ def _publish(publication: Publication) -> Published:
     names = []
     rows = []
     sequence = sequences.of_stack(event.project, event.stack)
+    shared = _shared_bodies(event_row, [payload for _, payload in outgoing])
     for webhook, payload in outgoing:
+        body = shared.get(payload)
         delivery_id = new_id()
         names.append(f"{webhook.name}/deliveries/{delivery_id}")
         rows.append(
@@ -115,11 +132,12 @@ def _publish(publication: Publication) -> Published:
                 row_ids[webhook.name],
                 event_row,
                 kind,
-                payload,
+                b"" if body is not None else payload,
                 PENDING,
                 moment + first_delay,
                 moment,
                 sequence if webhook.ordering is WebhookOrdering.PER_STACK else "",
+                body,
             )
         )
     if rows:

@@ -128,6 +128,20 @@ class EventRow(BaseModel):
         table_name = "event"
 
 
+class BodyRow(BaseModel):
+    """A body an event's deliveries share: rendered once per format, stored once however many webhooks of
+    that format get the event. It goes with its event."""
+
+    event_id: int
+
+    id = AutoField()
+    event = ForeignKeyField(EventRow, on_delete="CASCADE", index=True)
+    payload = BlobField()
+
+    class Meta:
+        table_name = "body"
+
+
 class DeliveryRow(BaseModel):
     # The raw foreign-key columns peewee provides, named here for type checkers.
     webhook_id: int
@@ -153,6 +167,12 @@ class DeliveryRow(BaseModel):
     # or one of its own (its delivery_id) for a delivery without a stack (a ping). Empty when the webhook did
     # not keep order as the delivery was queued (store/sequences.py numbers those when it starts to).
     sequence = CharField(max_length=201, default="")
+    # The shared body the delivery sends, a body of its own event, when `payload` is left empty; a body used
+    # once (a ping, an event with one webhook of the format) stays in `payload`. No foreign key: one would
+    # need an index on this column for every body deleted, which publishing would pay for per delivery;
+    # a body goes only with its event, whose deliveries go with it, or once its event's deliveries name it no
+    # more (store/bodies.py).
+    body_id = IntegerField(null=True)
 
     class Meta:
         table_name = "delivery"

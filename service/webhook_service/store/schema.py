@@ -93,6 +93,17 @@ class _AttemptRowV1(BaseModel):
         table_name = "delivery_attempt"
 
 
+class _BodyRowV12(BaseModel):
+    """body as _shared_bodies made it."""
+
+    id = peewee.AutoField()
+    event = peewee.ForeignKeyField(EventRow, on_delete="CASCADE", index=True)
+    payload = peewee.BlobField()
+
+    class Meta:
+        table_name = "body"
+
+
 def _initial(db: peewee.Database) -> None:
     db.create_tables([_WebhookRowV1, EventRow, _DeliveryRowV1, _AttemptRowV1, _IdempotencyRowV1])
 
@@ -193,6 +204,13 @@ def _attempt_states(db: peewee.Database) -> None:
     )
 
 
+def _shared_bodies(db: peewee.Database) -> None:
+    """An event's deliveries of one format share one stored body instead of a copy each. Deliveries stored
+    before keep theirs in place: rewriting a large table would hold a long migration."""
+    db.create_tables([_BodyRowV12])
+    db.execute_sql('ALTER TABLE "delivery" ADD COLUMN "body_id" INTEGER')  # type: ignore[no-untyped-call]
+
+
 # Append only: a released migration never changes, so every database reaches the same schema. A change to
 # an existing table is a new migration (playhouse.migrate's add_column and friends, or SQL both engines
 # read), and the migration that created the table keeps a frozen copy of the model as it was then.
@@ -208,6 +226,7 @@ MIGRATIONS: tuple[Callable[[peewee.Database], None], ...] = (
     _webhook_health,
     _attempt_states,
     _ordered_deliveries,
+    _shared_bodies,
 )
 LATEST = len(MIGRATIONS)
 

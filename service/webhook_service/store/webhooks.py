@@ -25,8 +25,7 @@ from webhook_service.domain.model import (
 )
 from webhook_service.domain.names import Parent, WebhookName, parse_webhook_name
 from webhook_service.domain.webhooks import reactivates
-from webhook_service.store import health, idempotency, secrets, sequences, statements
-from webhook_service.store.batches import delete_in_batches
+from webhook_service.store import bodies, health, idempotency, secrets, sequences, statements
 from webhook_service.store.database import scrub_freed_space, transaction
 from webhook_service.store.models import DeliveryRow, TokenRow, WebhookRow, database
 from webhook_service.store.times import now, to_datetime
@@ -314,7 +313,7 @@ def delete(name: WebhookName) -> None:
     """Deletes the webhook with its delivery log. The log goes first, a batch per transaction, so no
     transaction holds the write lock for the length of a long history."""
     row = find_row(name)
-    delete_in_batches(DeliveryRow, DeliveryRow.webhook == row.id)
+    bodies.delete_deliveries(DeliveryRow.webhook == row.id)
     with transaction():
         if WebhookRow.delete().where(WebhookRow.id == row.id).execute() == 0:
             raise NotFound(f"webhook {name} does not exist", Reason.WEBHOOK_NOT_FOUND)
