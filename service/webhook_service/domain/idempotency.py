@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,9 +31,25 @@ _NOT_ASKED_FOR = frozenset({"previous_secret", "previous_secret_expire_time", "e
 
 
 def canonical(value: Any, leave_out: frozenset[str] = frozenset()) -> bytes:
-    """A dataclass value as JSON with sorted keys and no spacing, without the fields in `leave_out`."""
-    fields = {key: item for key, item in dataclasses.asdict(value).items() if key not in leave_out}
+    """A dataclass value as JSON with sorted keys and no spacing, without the fields in `leave_out`: the
+    bytes `dataclasses.asdict` gave earlier releases, which stored their digests, without its deep copies."""
+    fields = {key: item for key, item in _plain(value).items() if key not in leave_out}
     return json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+@functools.cache
+def _field_names(kind: type) -> tuple[str, ...]:
+    return tuple(field.name for field in dataclasses.fields(kind))
+
+
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {name: _plain(getattr(value, name)) for name in _field_names(type(value))}
+    if isinstance(value, list | tuple):
+        return [_plain(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    return value
 
 
 def create_key(request_id: str, webhook: Webhook, requested_id: str) -> RequestKey | None:
