@@ -258,18 +258,59 @@ def claim_work_stays_flat(db: Any) -> None:
         return deliveries.claim("test", 60.0, capacity)
 
     alone = measure(claim)
-    deliveries.release("test")
+    deliveries.release("test", _pending_of(made["fresh"]))
     _fill(made["inactive"], PARKED, moment)
     _fill(made["saturated"], PARKED, moment)
     if not db.__class__.__name__.startswith("Sqlite"):
         db.execute_sql("ANALYZE delivery")
     beside_parked = measure(claim)
-    deliveries.release("test")
+    deliveries.release("test", _pending_of(made["fresh"]))
 
     claimed = claim()
     assert {c.webhook_row for c in claimed} == {made["fresh"]}
     assert len(claimed) == 16
     print(f"claim work: {alone} alone, {beside_parked} beside {2 * PARKED} parked deliveries")
+    assert beside_parked < 2 * alone + 200
+
+
+def _pending_of(webhook: int) -> list[int]:
+    return [row.id for row in DeliveryRow.select(DeliveryRow.id).where(DeliveryRow.webhook == webhook)]
+
+
+def test_parked_work_is_never_walked_when_a_dispatcher_gives_its_claims_back(start_server: Start) -> None:
+    """A stopping dispatcher gives back what it claimed at the cost of those rows alone, however many
+    deliveries wait parked: it does so holding the write lock, which every publish then waits for."""
+    server = start_server(concurrency=0)  # the test claims by hand, on the server's own store thread
+    store = server.server.store
+    assert store is not None
+    server.run(store.run(release_work_stays_flat, store.db))
+
+
+def release_work_stays_flat(db: Any) -> None:
+    moment = time.time()
+    made = _webhooks("released", {"inactive": False, "fresh": True}, moment)
+    _fill(made["fresh"], 50, moment)
+    measure = _rows_read(db)
+    capacity = Capacity(free=16, per_webhook=16, per_organization=128)
+
+    def claimed() -> list[int]:
+        return [claim.row_id for claim in deliveries.claim("stopping", 60.0, capacity)]
+
+    def held() -> int:
+        return int(DeliveryRow.select().where(DeliveryRow.lease_owner == "stopping").count())
+
+    first = claimed()
+    assert held() == 16
+    alone = measure(lambda: deliveries.release("stopping", first))
+    assert held() == 0
+    _fill(made["inactive"], PARKED, moment)
+    if not db.__class__.__name__.startswith("Sqlite"):
+        db.execute_sql("ANALYZE delivery")
+    again = claimed()
+    beside_parked = measure(lambda: deliveries.release("stopping", again))
+
+    assert held() == 0
+    print(f"release work: {alone} alone, {beside_parked} beside {PARKED} parked deliveries")
     assert beside_parked < 2 * alone + 200
 
 

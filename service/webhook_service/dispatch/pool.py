@@ -54,6 +54,8 @@ class Dispatcher:
         self._busy_organizations: Counter[str] = Counter()
         # Sent but not yet written: not to be claimed again even if the store is slow past their lease.
         self._unrecorded: set[int] = set()
+        # Claimed and not yet written, failed writes included: what stopping gives back.
+        self._claimed: set[int] = set()
         self._finished: list[Outcome] = []
         # Set once attempts wait to be written; nothing ticks while none do.
         self._flush_due: asyncio.TimerHandle | None = None
@@ -110,7 +112,7 @@ class Dispatcher:
                 background.cancel()
                 await asyncio.gather(background, return_exceptions=True)
         try:
-            released = await self.store.run(deliveries.release, self.owner)
+            released = await self.store.run(deliveries.release, self.owner, self._claimed)
         except Unavailable:
             log.warning("this dispatcher's claims were not released: they are taken again when their leases expire")
             released = 0
@@ -139,6 +141,7 @@ class Dispatcher:
                     claimed = await self.store.run(deliveries.claim, self.owner, settings.lease, capacity, in_flight)
                 except Exception as error:
                     self._claim_failed(error)
+                self._claimed.update(claim.row_id for claim in claimed)
                 for claim in claimed:
                     self._busy[claim.webhook_row] += 1
                     self._busy_organizations[claim.organization] += 1
@@ -284,6 +287,7 @@ class Dispatcher:
             return
         finally:
             self._unrecorded.difference_update(outcome.claim.row_id for outcome in batch)
+        self._claimed.difference_update(outcome.claim.row_id for outcome in batch)
         if any(outcome.claim.sequence for outcome in batch):
             # Each may have freed the next delivery of its stack: look now rather than at the next poll.
             self._wake.set()

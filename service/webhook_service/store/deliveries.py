@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Mapping, Set
+from collections.abc import Callable, Collection, Iterable, Mapping, Set
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
@@ -359,15 +359,23 @@ def claim(owner: str, lease: float, capacity: Capacity, in_flight: Set[int] = fr
         return _claims(chosen, owner, {row_id: turn_of[row_id][1] for row_id in chosen if row_id in turn_of})
 
 
-def release(owner: str) -> int:
-    """Gives back every claim `owner` still holds, so another dispatcher need not wait for the leases to expire."""
+# Only the rows named are read: a dispatcher knows what it claimed, and every other pending row, however many are
+# parked, stays untouched.
+_RELEASE = (
+    'UPDATE "delivery" SET "lease_owner" = NULL, "lease_expires" = NULL'
+    ' WHERE "lease_owner" = ? AND "state" = \'pending\' AND "id" {among}'
+)
+
+
+def release(owner: str, row_ids: Collection[int]) -> int:
+    """Gives back the claims `owner` still holds of the deliveries `row_ids` (those it claimed and has not
+    recorded), so another dispatcher need not wait for the leases to expire; returns how many it gave back."""
     with transaction():
         SequenceLeaseRow.delete().where(SequenceLeaseRow.lease_owner == owner).execute()
-        return int(
-            DeliveryRow.update(lease_owner=None, lease_expires=None)
-            .where((DeliveryRow.lease_owner == owner) & (DeliveryRow.state == PENDING))
-            .execute()
-        )
+        if not row_ids:
+            return 0
+        among, ids = statements.any_of(sorted(row_ids))
+        return int(statements.execute(_RELEASE.format(among=among), (owner, ids)).rowcount)
 
 
 def record(
