@@ -76,6 +76,10 @@ def publish_all(publications: list[Publication]) -> list[Published | Exception]:
                 raise  # the connection or the transaction, not this publication
             except Exception as error:
                 answers.append(error)
+        # Once for the group: dispatchers hear it when the transaction commits, and PostgreSQL folds a
+        # transaction's identical notifications into one anyway; each publication's own was a round trip.
+        if any(isinstance(answer, Published) and answer.deliveries and not answer.replayed for answer in answers):
+            notify.announce()
     return answers
 
 
@@ -142,7 +146,6 @@ def _publish(publication: Publication) -> Published:
         )
     if rows:
         statements.execute_many(_INSERT_DELIVERY, rows)
-        notify.announce()
     published = Published(event_id, tuple(names))
     if key is not None:
         idempotency.remember(
