@@ -64,12 +64,18 @@ def remember(scope: str, key: RequestKey, response: str, expired_before: float =
     A key older than `expired_before` that the pruner has not reached yet gives way to the new answer;
     a live one never does, or two racing calls could both win.
     """
-    fingerprint = secrets.box().fingerprint(key.request)
-    params = (scope, key.organization, key.request_id, fingerprint, response, now(), expired_before)
-    if statements.execute(_REMEMBER, params).rowcount == 0:
+    if not try_remember(scope, key, response, expired_before):
         # What the unique key raised before the statement took expired keys over, so callers still retry
         # and read the answer of the call that won.
         raise peewee.IntegrityError(f"the {scope} request_id is already answered")
+
+
+def try_remember(scope: str, key: RequestKey, response: str, expired_before: float = 0.0) -> bool:
+    """`remember`, which returns False, rather than raising, when a live answer is remembered under the key: the
+    caller recalls it then. A concurrent first use waits here until its transaction ends."""
+    fingerprint = secrets.box().fingerprint(key.request)
+    params = (scope, key.organization, key.request_id, fingerprint, response, now(), expired_before)
+    return bool(statements.execute(_REMEMBER, params).rowcount)
 
 
 def revise(scope: str, key: RequestKey, response: str) -> None:
