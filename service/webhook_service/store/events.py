@@ -76,6 +76,10 @@ def publish_all(publications: list[Publication]) -> list[Published | Exception]:
                 raise  # the connection or the transaction, not this publication
             except Exception as error:
                 answers.append(error)
+        # Once for the group: dispatchers hear it when the transaction commits, and PostgreSQL folds a
+        # transaction's identical notifications into one anyway; each publication's own was a round trip.
+        if any(isinstance(answer, Published) and answer.deliveries and not answer.replayed for answer in answers):
+            notify.announce()
     return answers
 
 
@@ -103,29 +107,29 @@ def _shared_bodies(event_row: int, payloads: list[bytes]) -> dict[bytes, int]:
 
 
 def _publish(publication: Publication) -> Published:
+    """The answer is remembered under the request's key before the event is stored, as its IDs are drawn here:
+    the first statement that touches the key settles whether this is a repeat."""
     event, kind, key, first_delay = publication.event, publication.kind, publication.key, publication.first_delay
     moment = now()
-    if key is not None:
-        expired_before = moment - IDEMPOTENCY_WINDOW
-        earlier = idempotency.recall(idempotency.PUBLISH_EVENT, key, expired_before)
-        if earlier is not None:
-            answer = json.loads(earlier)
-            return Published(answer["event_id"], tuple(answer["deliveries"]), replayed=True)
     candidates = webhooks.active_for_stack(event.parent)
     row_ids = {w.name: row_id for row_id, w in candidates}
-    outgoing = publication.route([w for _, w in candidates])
-    event_id = new_id()
+    outgoing = [(webhook, payload, new_id()) for webhook, payload in publication.route([w for _, w in candidates])]
+    published = Published(
+        new_id(), tuple(f"{webhook.name}/deliveries/{delivery_id}" for webhook, _, delivery_id in outgoing)
+    )
+    if key is not None:
+        expired_before = moment - IDEMPOTENCY_WINDOW
+        answer = json.dumps({"event_id": published.event_id, "deliveries": list(published.deliveries)})
+        if not idempotency.try_remember(idempotency.PUBLISH_EVENT, key, answer, expired_before):
+            return _replayed(key, expired_before)
     [(event_row,)] = statements.execute(
-        _INSERT_EVENT, (event_id, event.organization_name, event.project, event.stack, kind, moment)
+        _INSERT_EVENT, (published.event_id, event.organization_name, event.project, event.stack, kind, moment)
     ).fetchall()
-    names = []
-    rows = []
     sequence = sequences.of_stack(event.project, event.stack)
-    shared = _shared_bodies(event_row, [payload for _, payload in outgoing])
-    for webhook, payload in outgoing:
+    shared = _shared_bodies(event_row, [payload for _, payload, _ in outgoing])
+    rows = []
+    for webhook, payload, delivery_id in outgoing:
         body = shared.get(payload)
-        delivery_id = new_id()
-        names.append(f"{webhook.name}/deliveries/{delivery_id}")
         rows.append(
             (
                 delivery_id,
@@ -142,13 +146,14 @@ def _publish(publication: Publication) -> Published:
         )
     if rows:
         statements.execute_many(_INSERT_DELIVERY, rows)
-        notify.announce()
-    published = Published(event_id, tuple(names))
-    if key is not None:
-        idempotency.remember(
-            idempotency.PUBLISH_EVENT,
-            key,
-            json.dumps({"event_id": published.event_id, "deliveries": list(published.deliveries)}),
-            expired_before,
-        )
     return published
+
+
+def _replayed(key: RequestKey, expired_before: float) -> Published:
+    """The first answer to a request whose key holds a live one; raises InvalidArgument for another request."""
+    earlier = idempotency.recall(idempotency.PUBLISH_EVENT, key, expired_before)
+    if earlier is None:
+        # The key was pruned since it was found live: the retry starts over.
+        raise peewee.IntegrityError("the PublishEvent request_id was forgotten while it was read")
+    answer = json.loads(earlier)
+    return Published(answer["event_id"], tuple(answer["deliveries"]), replayed=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 
+import peewee
 from peewee import Expression, SqliteDatabase
 
 from webhook_service.domain.errors import InvalidArgument, Reason
@@ -30,10 +31,12 @@ def _key(scope: str, key: RequestKey) -> Expression:
 _KEY = '"scope" = ? AND "organization" = ? AND "request_id" = ?'
 _RECALL = f'SELECT "fingerprint", "response" FROM "idempotency_key" WHERE {_KEY} AND "create_time" >= ?'
 _LOCKED = " FOR UPDATE"
-_FORGET_EXPIRED = f'DELETE FROM "idempotency_key" WHERE {_KEY} AND "create_time" < ?'
+# An expired key the pruner has not reached yet is taken over in the same statement; a live one is left as it is.
 _REMEMBER = (
     'INSERT INTO "idempotency_key" ("scope", "organization", "request_id", "fingerprint", "response", "create_time")'
-    " VALUES (?, ?, ?, ?, ?, ?)"
+    ' VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT ("scope", "organization", "request_id") DO UPDATE SET'
+    ' "fingerprint" = excluded."fingerprint", "response" = excluded."response", "create_time" = excluded."create_time"'
+    ' WHERE "idempotency_key"."create_time" < ?'
 )
 
 
@@ -61,9 +64,18 @@ def remember(scope: str, key: RequestKey, response: str, expired_before: float =
     A key older than `expired_before` that the pruner has not reached yet gives way to the new answer;
     a live one never does, or two racing calls could both win.
     """
-    where = (scope, key.organization, key.request_id)
-    statements.execute(_FORGET_EXPIRED, (*where, expired_before))
-    statements.execute(_REMEMBER, (*where, secrets.box().fingerprint(key.request), response, now()))
+    if not try_remember(scope, key, response, expired_before):
+        # What the unique key raised before the statement took expired keys over, so callers still retry
+        # and read the answer of the call that won.
+        raise peewee.IntegrityError(f"the {scope} request_id is already answered")
+
+
+def try_remember(scope: str, key: RequestKey, response: str, expired_before: float = 0.0) -> bool:
+    """`remember`, which returns False, rather than raising, when a live answer is remembered under the key: the
+    caller recalls it then. A concurrent first use waits here until its transaction ends."""
+    fingerprint = secrets.box().fingerprint(key.request)
+    params = (scope, key.organization, key.request_id, fingerprint, response, now(), expired_before)
+    return bool(statements.execute(_REMEMBER, params).rowcount)
 
 
 def revise(scope: str, key: RequestKey, response: str) -> None:

@@ -7,6 +7,7 @@ read; the placeholder becomes the engine's own when the statement is first used.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from typing import Any
@@ -15,6 +16,9 @@ import peewee
 from psycopg2.extras import execute_batch
 
 from webhook_service.store.models import database
+
+# Peewee's own logger, which logs each statement execute_sql runs: the batches below bypass it.
+_log = logging.getLogger("peewee")
 
 
 def columns(names: Iterable[str]) -> str:
@@ -52,6 +56,7 @@ def execute_many(text: str, rows: Iterable[Sequence[Any]]) -> None:
     assert db is not None
     statement = _for_engine(text, db.param)
     values = list(rows)
+    _log.debug((statement, values))
     # A raw cursor bypasses execute_sql, which turns driver errors into peewee's: without this, a lost or
     # cancelled statement would escape as a psycopg2 error that nothing above knows for the database's.
     with peewee.__exception_wrapper__:  # type: ignore[attr-defined]  # missing from peewee's stubs
