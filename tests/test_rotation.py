@@ -7,10 +7,12 @@ import hashlib
 import hmac
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable
 
 import grpc
+import psycopg2
 import pytest
 from google.protobuf import duration_pb2, field_mask_pb2
 
@@ -26,6 +28,7 @@ from tests.support.waiting import eventually
 from webhook_service.domain.idempotency import create_key
 from webhook_service.domain.model import Webhook
 from webhook_service.domain.names import Parent
+from webhook_service.store import webhooks
 from webhooks.v1 import webhook_pb2, webhook_service_pb2
 from webhooks_client import Client, field_violations
 
@@ -267,3 +270,41 @@ def test_a_create_reads_for_its_request_id_as_before_rotations_existed() -> None
         "create_time": None,
         "update_time": None,
     }
+
+
+def test_a_transaction_open_at_the_erasure_does_not_keep_the_replaced_secret_on_disk(
+    start_server: Start, databases: Databases
+) -> None:
+    """PostgreSQL's vacuum keeps a row version a running snapshot may still read, copying it into the new file: the
+    scrub waits for the transactions open when it began (an autovacuum's analyze, a report) before it runs."""
+    if databases.engine != "postgresql":
+        pytest.skip("SQLite's scrub is a checkpoint, which a reader holding the log cannot complete; not this case")
+    server = start_server(erase_interval=3600.0)  # erased below, by hand
+    client = server.client()
+    url = server.settings.database
+    hook = make_webhook(client, "organizations/acme", "https://example.com/hook", secret=OLD)
+    rotate(client, hook.name, secret=NEW, overlap=0.5)
+    [(sealed,)] = sql.execute(url, "SELECT previous_secret FROM webhook")
+    assert sealed
+
+    # A transaction whose snapshot still sees the row version holding the replaced secret, without a lock on the
+    # webhooks that would hold the vacuum back anyway.
+    reader = psycopg2.connect(url)
+    try:
+        reader.set_session(isolation_level="REPEATABLE READ")
+        with reader.cursor() as cursor:
+            cursor.execute("SELECT COUNT(*) FROM event")
+        time.sleep(0.6)  # the overlap ends
+        store = server.server.store
+        assert store is not None
+        erasing = threading.Thread(target=lambda: server.run(store.run(webhooks.erase_expired_secrets)))
+        erasing.start()
+        erasing.join(1.0)
+        assert erasing.is_alive(), "the scrub waits for the reader"
+    finally:
+        reader.rollback()
+        reader.close()
+    erasing.join(30)
+    assert not erasing.is_alive()
+    assert sql.execute(url, "SELECT previous_secret FROM webhook") == [("",)]
+    assert sealed.encode() not in databases.stored_bytes(url, with_log=False)

@@ -98,6 +98,15 @@ def connections_for(db: peewee.Database, pool_size: int) -> int:
     return 1 if isinstance(db, peewee.SqliteDatabase) else pool_size
 
 
+# How long a scrub on PostgreSQL waits for the transactions open when it began: VACUUM FULL keeps, and copies into
+# the new file, every row version a snapshot still running may read, the replaced one included.
+SCRUB_WAIT_SECONDS = 5.0
+_OPEN_BEFORE = (
+    "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+    " AND xact_start < %s AND (backend_xmin IS NOT NULL OR backend_xid IS NOT NULL)"
+)
+
+
 def scrub_freed_space() -> None:
     """Makes the engine drop old row versions now: SQLite moves its log into the zeroed file, PostgreSQL
     vacuums. Used after secrets stored in clear are replaced, so no copy of them stays on disk."""
@@ -105,8 +114,24 @@ def scrub_freed_space() -> None:
     if isinstance(db, peewee.SqliteDatabase):
         db.execute_sql("PRAGMA wal_checkpoint(TRUNCATE)")  # type: ignore[no-untyped-call]
     elif db is not None:
+        _wait_for_open_transactions(db)
         db.execute_sql("VACUUM FULL webhook")  # type: ignore[no-untyped-call]
         db.execute_sql("CHECKPOINT")  # type: ignore[no-untyped-call]
+
+
+def _wait_for_open_transactions(db: peewee.Database) -> None:
+    """Until the other transactions of the database that began before now have ended (an autovacuum's analyze
+    among them), for at most SCRUB_WAIT_SECONDS: one that runs longer keeps its copy until the next scrub."""
+    [(began,)] = db.execute_sql("SELECT clock_timestamp()").fetchall()  # type: ignore[no-untyped-call]
+    deadline = time.monotonic() + SCRUB_WAIT_SECONDS
+    while db.execute_sql(_OPEN_BEFORE, (began,)).fetchone()[0]:  # type: ignore[no-untyped-call]
+        if time.monotonic() >= deadline:
+            log.info(
+                "a transaction open for over %gs may keep replaced secrets on disk until the next scrub",
+                SCRUB_WAIT_SECONDS,
+            )
+            return
+        time.sleep(0.01)
 
 
 @contextlib.contextmanager
