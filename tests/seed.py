@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from webhook_service.domain.model import Event, Identity, UpdateChange
 from webhooks.v1 import event_pb2
 
 PULUMI_USER = {"name": "Morty Smith", "githubLogin": "morty", "avatarUrl": "https://crazy-adventures.net/morty.png"}
@@ -93,4 +94,16 @@ def deployment_event(status: int = event_pb2.DEPLOYMENT_STATUS_RUNNING, stack: s
         deployment_event=event_pb2.DeploymentEvent(
             deployment_url=f"{BASE}/deployments/127", version=127, operation="update", status=status
         ),
+    )
+
+
+def stack_update(organization: str, serial: int) -> Event:
+    """The `serial`th succeeded update of `organization`'s website/prod stack, as the store publishes it."""
+    return Event(
+        organization_name=organization,
+        project="website",
+        stack="prod",
+        user=Identity("User", "user", ""),
+        organization=Identity(organization, organization, ""),
+        change=UpdateChange(f"{BASE}/updates/{serial}", "update", "succeeded", {}),
     )

@@ -18,7 +18,7 @@ from tests import seed
 from tests.helpers import get_delivery, make_webhook, publish
 from tests.support.receiver import Receiver
 from tests.support.running import RunningServer
-from webhook_service.domain.model import Event, Identity, UpdateChange, Webhook
+from webhook_service.domain.model import Webhook
 from webhook_service.domain.names import Parent
 from webhook_service.domain.payloads import event_kind
 from webhook_service.domain.routing import route
@@ -108,14 +108,7 @@ def test_a_publication_failing_after_its_writes_leaves_nothing_while_its_group_c
     assert store is not None
 
     def publication(serial: int, misroute: bool = False) -> Publication:
-        event = Event(
-            organization_name=org,
-            project="website",
-            stack="prod",
-            user=Identity("User", "user", ""),
-            organization=Identity(org, org, ""),
-            change=UpdateChange(f"{seed.BASE}/updates/{serial}", "update", "succeeded", {}),
-        )
+        event = seed.stack_update(org, serial)
         routed = functools.partial(route, event)
         if misroute:
             # Fails once the event row is written: a webhook this stack does not have gets a delivery.

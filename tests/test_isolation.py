@@ -218,10 +218,16 @@ def _rows_read(db: Any) -> Callable[[Callable[[], object]], int]:
 
 def test_parked_work_is_never_walked_by_a_claim(start_server: Start) -> None:
     """Deliveries parked on an inactive webhook, or on one already at its bound, cost a claim nothing."""
-    server = start_server(concurrency=0)  # the test claims by hand, on the server's own store thread
+    on_the_store_thread(start_server, claim_work_stays_flat)
+
+
+def on_the_store_thread(start_server: Start, work: Callable[[Any], None]) -> None:
+    """`work(db)` on the store thread of a server that sends nothing: the deliveries it makes stay pending, and
+    only what `work` claims is claimed."""
+    server = start_server(concurrency=0)
     store = server.server.store
     assert store is not None
-    server.run(store.run(claim_work_stays_flat, store.db))
+    server.run(store.run(work, store.db))
 
 
 def _webhooks(organization: str, active: dict[str, bool], moment: float) -> dict[str, int]:
@@ -280,10 +286,7 @@ def _pending_of(webhook: int) -> list[int]:
 def test_parked_work_is_never_walked_when_a_dispatcher_gives_its_claims_back(start_server: Start) -> None:
     """A stopping dispatcher gives back what it claimed at the cost of those rows alone, however many
     deliveries wait parked: it does so holding the write lock, which every publish then waits for."""
-    server = start_server(concurrency=0)  # the test claims by hand, on the server's own store thread
-    store = server.server.store
-    assert store is not None
-    server.run(store.run(release_work_stays_flat, store.db))
+    on_the_store_thread(start_server, release_work_stays_flat)
 
 
 def release_work_stays_flat(db: Any) -> None:
@@ -317,10 +320,7 @@ def release_work_stays_flat(db: Any) -> None:
 def test_parked_work_is_never_walked_by_the_backlog_gauge(start_server: Start) -> None:
     """The backlog /metrics reports leaves deliveries parked on an inactive webhook out, and reading it costs
     as much beside them as without them: on SQLite it holds the only query thread the dispatcher has."""
-    server = start_server(concurrency=0)  # nothing is sent: the deliveries stay pending
-    store = server.server.store
-    assert store is not None
-    server.run(store.run(backlog_work_stays_flat, store.db))
+    on_the_store_thread(start_server, backlog_work_stays_flat)
 
 
 def backlog_work_stays_flat(db: Any) -> None:

@@ -15,7 +15,6 @@ from tests.support.receiver import Receiver
 from tests.support.running import RunningServer
 from tests.support.statements import statements_of
 from webhook_service.domain.idempotency import RequestKey, publish_key
-from webhook_service.domain.model import Event, Identity, UpdateChange
 from webhook_service.domain.payloads import event_kind
 from webhook_service.domain.routing import route
 from webhook_service.store import events, idempotency, notify
@@ -33,14 +32,7 @@ PER_REPEAT = 4
 
 
 def publication(org: str, serial: int) -> Publication:
-    event = Event(
-        organization_name=org,
-        project="website",
-        stack="prod",
-        user=Identity("User", "user", ""),
-        organization=Identity(org, org, ""),
-        change=UpdateChange(f"{seed.BASE}/updates/{serial}", "update", "succeeded", {}),
-    )
+    event = seed.stack_update(org, serial)
     return Publication(
         event, event_kind(event), functools.partial(route, event), 0.0, publish_key(f"trips-{serial}", event)
     )
