@@ -10,8 +10,7 @@ from __future__ import annotations
 import peewee
 
 from webhook_service.store import statements
-from webhook_service.store.batches import BATCH_ROWS
-from webhook_service.store.database import transaction
+from webhook_service.store.batches import BATCH_ROWS, delete_in_batches
 from webhook_service.store.models import DeliveryRow
 
 # Bodies are looked for among their own event's deliveries, through the index on the event.
@@ -28,17 +27,11 @@ def delete_deliveries(condition: peewee.Expression, batch: int = BATCH_ROWS) -> 
     On PostgreSQL two deletions that take an event's last deliveries at the same moment may each still see
     the other's and keep the body: it then goes with its event, as retention prunes it.
     """
-    gone = 0
-    while True:
-        with transaction():
-            chosen = DeliveryRow.select(DeliveryRow.id).where(condition).limit(batch)
-            deleted = list(
-                DeliveryRow.delete().where(DeliveryRow.id.in_(chosen)).returning(DeliveryRow.body_id).tuples()
-            )
-            bodies = {body for (body,) in deleted if body is not None}
-            if bodies:
-                among, ids = statements.any_of(sorted(bodies))
-                statements.execute(_UNUSED_BODIES.format(among=among), (ids,))
-        gone += len(deleted)
-        if len(deleted) < batch:
-            return gone
+    return delete_in_batches(DeliveryRow, condition, batch, then=(DeliveryRow.body_id, _delete_unused))
+
+
+def _delete_unused(sent: list[int | None]) -> None:
+    bodies = {body for body in sent if body is not None}
+    if bodies:
+        among, ids = statements.any_of(sorted(bodies))
+        statements.execute(_UNUSED_BODIES.format(among=among), (ids,))
