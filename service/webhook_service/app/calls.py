@@ -4,9 +4,8 @@ the caller behind its token, and the caller's rate limit."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
-from collections.abc import AsyncIterator
+from types import TracebackType
 
 from webhook_service.app.authentication import Authenticator
 from webhook_service.domain import access
@@ -39,24 +38,32 @@ class Calls:
         """Returns once no call is in progress."""
         await self._idle.wait()
 
-    @contextlib.asynccontextmanager
-    async def call(self, authorization: str | None, operation: str, peer: str = "") -> AsyncIterator[Principal]:
-        """The caller behind an `authorization` value (`Bearer <token>` or Pulumi's `token <token>`), for
-        the duration of one call to `operation`, which its role must allow before its request is even read.
-        `peer` (the connection it came by) is refused for a while after too many failed authentications."""
+    def call(self, authorization: str | None, operation: str, peer: str = "") -> Call:
+        """`async with calls.call(...) as caller:` the caller behind an `authorization` value (`Bearer <token>`
+        or Pulumi's `token <token>`), for the duration of one call to `operation`, which its role must allow
+        before its request is even read. `peer` (the connection it came by) is refused for a while after too
+        many failed authentications."""
+        return Call(self, authorization, operation, peer)
+
+    async def _enter(self, authorization: str | None, operation: str, peer: str) -> Principal:
         if self._closed:
             raise Unavailable("the server is shutting down; retry on another server, or once this one is back")
-        with self._gate.enter():
-            self._idle.clear()
-            try:
-                caller = await self._principal(authorization, peer)
-                access.check_operation(caller, operation)
-                self._limit(caller)
-                yield caller
-            finally:
-                # The gate still counts this call until the block ends.
-                if self._gate.held == 1:
-                    self._idle.set()
+        self._gate.take()
+        self._idle.clear()
+        try:
+            caller = await self._principal(authorization, peer)
+            access.check_operation(caller, operation)
+            self._limit(caller)
+        except BaseException:
+            self._leave()
+            raise
+        return caller
+
+    def _leave(self) -> None:
+        # The gate still counts this call until it is released.
+        if self._gate.held == 1:
+            self._idle.set()
+        self._gate.release()
 
     async def _principal(self, authorization: str | None, peer: str) -> Principal:
         if self._authenticator is None:
@@ -86,3 +93,24 @@ class Calls:
                 retry_after=wait,
                 reason=Reason.RATE_LIMITED,
             )
+
+
+class Call:
+    """One call in progress, from `Calls.call`. A plain class rather than a generator context manager: every
+    call of every door enters one, and a generator costs several times as much to make and to leave."""
+
+    __slots__ = ("_authorization", "_calls", "_operation", "_peer")
+
+    def __init__(self, calls: Calls, authorization: str | None, operation: str, peer: str) -> None:
+        self._calls = calls
+        self._authorization = authorization
+        self._operation = operation
+        self._peer = peer
+
+    async def __aenter__(self) -> Principal:
+        return await self._calls._enter(self._authorization, self._operation, self._peer)
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        self._calls._leave()
