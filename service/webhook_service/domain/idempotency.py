@@ -37,14 +37,25 @@ def canonical(value: Any, leave_out: frozenset[str] = frozenset()) -> bytes:
     return json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
+# Values that stand for themselves in the canonical form; checked first, as most fields are these.
+_AS_THEY_ARE = frozenset({str, int, float, bool, type(None)})
+
+
 @functools.cache
-def _field_names(kind: type) -> tuple[str, ...]:
+def _field_names(kind: type) -> tuple[str, ...] | None:
+    """A dataclass type's field names, None for any other type."""
+    if not dataclasses.is_dataclass(kind):
+        return None
     return tuple(field.name for field in dataclasses.fields(kind))
 
 
 def _plain(value: Any) -> Any:
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {name: _plain(getattr(value, name)) for name in _field_names(type(value))}
+    kind: type = type(value)
+    if kind in _AS_THEY_ARE:
+        return value
+    names = _field_names(kind)
+    if names is not None:
+        return {name: _plain(getattr(value, name)) for name in names}
     if isinstance(value, list | tuple):
         return [_plain(item) for item in value]
     if isinstance(value, dict):
