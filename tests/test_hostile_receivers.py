@@ -211,7 +211,7 @@ BROKEN = {
         answer(head(200, [(b"Transfer-Encoding", b"chunked")]) + b"zz\r\nhello\r\n"),
         "invalid HTTP response: Invalid character in chunk size",
     ),
-    "/bad-status": (answer(b"HTTP/1.1 2x0 OK\r\n\r\n"), "invalid HTTP response: Bad status line"),
+    "/bad-status": (answer(b"HTTP/1.1 2x0 OK\r\n\r\n"), "invalid HTTP response: Invalid status code"),
 }
 
 

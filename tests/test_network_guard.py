@@ -1,6 +1,6 @@
 """The outbound request-forgery (SSRF) guard: which addresses deliveries may reach, in every spelling.
 
-Only ever connects to 127.0.0.1 (localhost): the one end-to-end test shows the guard refusing before any
+Only ever connects to 127.0.0.1 (localhost): the delivery client's tests show the guard refusing before any
 connection is made. Everything else is pure or uses a fake resolver.
 """
 
@@ -11,10 +11,10 @@ import pickle
 import platform
 import re
 import socket
+import ssl
 from collections.abc import Sequence
 from ipaddress import IPv4Address, IPv6Address, IPv6Network, ip_address
 
-import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.abc import AbstractResolver, ResolveResult
@@ -22,7 +22,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.helpers import LOCALHOST_REFUSED
-from webhook_service.dispatch.guard import BlockedAddress, GuardedResolver, check_url_host, guarded_connector
+from webhook_service.dispatch.guard import BlockedAddress, GuardedResolver, check_url_host, dns_resolver
+from webhook_service.dispatch.http import ClientConnectorDNSError, HttpClient
 from webhook_service.domain.network import BLOCKED_HINT, Network, blocked_range, literal_address, parse_networks
 
 LOOPBACK = parse_networks(["127.0.0.0/8", "::1/128"])
@@ -341,17 +342,16 @@ def test_check_url_host_lets_names_and_public_or_allowed_literals_through() -> N
         check_url_host(url, LOOPBACK)
 
 
-def test_check_url_host_refuses_hosts_aiohttp_would_take_for_literals() -> None:
-    # aiohttp connects to an all-digits-and-dots host without asking the resolver.
+def test_check_url_host_refuses_hosts_that_look_like_literals() -> None:
+    # The socket layer might read an all-digits-and-dots host as an address that no one checked.
     for url in ["http://127.0.0.1./", "http://1.2.3.4.5/", "http://09.1/"]:
         with pytest.raises(BlockedAddress, match="not a valid IP address"):
             check_url_host(url, LOOPBACK)
 
 
-def test_blocked_address_is_an_aiohttp_client_error_and_an_os_error() -> None:
+def test_blocked_address_is_an_os_error_whose_text_is_the_explanation() -> None:
     error = BlockedAddress("refusing to connect: why", host="h", address="127.0.0.1")
     assert isinstance(error, OSError)
-    assert isinstance(error, aiohttp.ClientError)
     assert str(error) == "refusing to connect: why"
     assert error.strerror == "refusing to connect: why"
     copy = pickle.loads(pickle.dumps(error))
@@ -455,54 +455,114 @@ def test_resolver_closes_its_inner_resolver() -> None:
     assert inner.closed
 
 
-def test_guarded_session_refuses_localhost_before_connecting_unless_allowed() -> None:
+def test_the_client_refuses_localhost_before_connecting_unless_allowed() -> None:
     asyncio.run(_post_to_localhost())
 
 
+class LocalServer:
+    """An aiohttp server on 127.0.0.1 answering "ok", counting the connections made to it."""
+
+    def __init__(self) -> None:
+        self.received: list[bytes] = []
+        self.connections = 0
+
+    async def __aenter__(self) -> LocalServer:
+        async def handle(request: web.BaseRequest) -> web.Response:
+            self.received.append(await request.read())
+            # Each request on its own connection, so that each needs its host's addresses.
+            return web.Response(text="ok", headers={"Connection": "close"})
+
+        self._server = web.Server(handle)
+
+        def accept() -> web.RequestHandler:
+            self.connections += 1
+            return self._server()
+
+        self._listener = await asyncio.get_running_loop().create_server(accept, "127.0.0.1", 0)
+        self.port = self._listener.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        self._listener.close()
+        await self._listener.wait_closed()
+        await self._server.shutdown()
+
+
+def _client(allowed: Sequence[Network], inner: AbstractResolver | None = None) -> HttpClient:
+    resolver = GuardedResolver(allowed, inner or dns_resolver())
+    return HttpClient(5.0, allowed, resolver, ssl.create_default_context())
+
+
 async def _post_to_localhost() -> None:
-    received: list[bytes] = []
-    connections = 0
-
-    async def handle(request: web.BaseRequest) -> web.Response:
-        received.append(await request.read())
-        return web.Response(text="ok")
-
-    server = web.Server(handle)
-
-    def accept() -> web.RequestHandler:
-        nonlocal connections
-        connections += 1
-        return server()
-
-    listener = await asyncio.get_running_loop().create_server(accept, "127.0.0.1", 0)
-    port = listener.sockets[0].getsockname()[1]
-    url = f"http://localhost:{port}/"
-    try:
-        async with aiohttp.ClientSession(connector=guarded_connector(())) as session:
-            with pytest.raises(aiohttp.ClientConnectorError) as caught:
-                async with session.post(url, data=b"payload"):
-                    pass
-        assert isinstance(caught.value.os_error, BlockedAddress)
-        assert f"Cannot connect to host localhost:{port} " in str(caught.value)
+    async with LocalServer() as server:
+        url = f"http://localhost:{server.port}/"
+        refusing = _client(())
+        with pytest.raises(ClientConnectorDNSError) as caught:
+            await refusing.post(url, {}, b"payload")
+        await refusing.close()
+        assert isinstance(caught.value.__cause__, BlockedAddress)
+        assert str(caught.value).startswith(f"Cannot connect to host localhost:{server.port} ")
         assert "refusing to connect to localhost: " in str(caught.value)
         assert re.search(LOCALHOST_REFUSED, str(caught.value))
         assert BLOCKED_HINT in str(caught.value)
-        assert (connections, received) == (0, [])
+        assert (server.connections, server.received) == (0, [])
 
-        allowed = _networks("127.0.0.0/8", "::1/128")
-        async with (
-            aiohttp.ClientSession(connector=guarded_connector(allowed)) as session,
-            session.post(url, data=b"payload") as response,
-        ):
-            assert response.status == 200
-            assert await response.text() == "ok"
-        assert received == [b"payload"]
-        assert connections == 1
-    finally:
-        listener.close()
-        await listener.wait_closed()
-        await server.shutdown()
+        allowing = _client(LOOPBACK)
+        response = await allowing.post(url, {}, b"payload")
+        await allowing.close()
+        assert (response.status, response.body) == (200, b"ok")
+        assert (server.connections, server.received) == (1, [b"payload"])
 
 
-def _networks(*cidrs: str) -> tuple[Network, ...]:
-    return parse_networks(cidrs)
+def test_the_client_refuses_literal_hosts_before_connecting_unless_allowed() -> None:
+    async def scenario() -> None:
+        async with LocalServer() as server:
+            url = f"http://0x7f000001:{server.port}/"
+            refusing = _client(())
+            with pytest.raises(BlockedAddress, match=r"refusing to connect to 0x7f000001: 127\.0\.0\.1 is in"):
+                await refusing.post(url, {}, b"payload")
+            await refusing.close()
+            assert (server.connections, server.received) == (0, [])
+            allowing = _client(LOOPBACK)
+            assert (await allowing.post(url, {}, b"payload")).status == 200
+            await allowing.close()
+            assert (server.connections, server.received) == (1, [b"payload"])
+
+    asyncio.run(scenario())
+
+
+def test_the_client_connects_only_to_addresses_the_guarded_lookup_returned_and_keeps_them_a_minute() -> None:
+    async def scenario() -> None:
+        async with LocalServer() as server:
+            # No DNS server knows this name: only the lookup's answer can lead the client to the receiver.
+            inner = FakeResolver({"rebind.example": ["127.0.0.1"]})
+            client = _client(LOOPBACK, inner)
+            url = f"http://rebind.example:{server.port}/"
+            first = await client.post(url, {}, b"one")
+            # Re-pointed: the client keeps the answer that passed, as aiohttp's DNS cache did.
+            inner.answers["rebind.example"] = ["93.184.216.34"]
+            second = await client.post(url, {}, b"two")
+            await client.close()
+        assert (first.status, second.status) == (200, 200)
+        assert (server.connections, server.received) == (2, [b"one", b"two"])
+        assert inner.calls == [("rebind.example", server.port, socket.AF_UNSPEC)]
+
+    asyncio.run(scenario())
+
+
+def test_the_client_keeps_no_answer_the_guard_refused() -> None:
+    async def scenario() -> None:
+        async with LocalServer() as server:
+            inner = FakeResolver({"rebind.example": ["127.0.0.1", "10.0.0.1"]})
+            client = _client(LOOPBACK, inner)
+            url = f"http://rebind.example:{server.port}/"
+            with pytest.raises(ClientConnectorDNSError, match=r"10\.0\.0\.1 is in 10\.0\.0\.0/8 \(private\)"):
+                await client.post(url, {}, b"refused")
+            inner.answers["rebind.example"] = ["127.0.0.1"]
+            response = await client.post(url, {}, b"allowed")
+            await client.close()
+        assert response.status == 200
+        assert server.received == [b"allowed"]
+        assert len(inner.calls) == 2
+
+    asyncio.run(scenario())

@@ -53,4 +53,4 @@ async def _send(
 
 def _lease(sender: Sender) -> tuple[str, float]:
     """A lease of its own for one direct attempt."""
-    return f"direct-{secrets.token_hex(6)}", lease_for(sender.timeout.total or 0.0)
+    return f"direct-{secrets.token_hex(6)}", lease_for(sender.timeout)

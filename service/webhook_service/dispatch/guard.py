@@ -1,17 +1,14 @@
-"""The outbound request-forgery (SSRF) guard on the connections deliveries make.
+"""The outbound request-forgery (SSRF) guard on the connections deliveries make (dispatch/http.py uses it).
 
-Names are checked where aiohttp resolves them: `GuardedResolver` vets every address a lookup returns, and the
-connector only ever connects to addresses its resolver returned, so a name cannot be re-pointed (DNS
-rebinding) between the check and the connection. aiohttp's DNS cache only holds results that passed.
+Names are checked where they are resolved: `GuardedResolver` vets every address a lookup returns, and the
+delivery client only ever connects to addresses it returned, so a name cannot be re-pointed (DNS rebinding)
+between the check and the connection. IP-literal hosts (`http://127.0.0.1/`, `http://[::1]/`) are resolved by
+no one: `check_url_host` vets them.
 
-aiohttp does not ask the resolver about IP-literal hosts (`http://127.0.0.1/`, `http://[::1]/`), so the
-sender also calls `check_url_host` on each URL before its request.
-
-Both raise `BlockedAddress`. It is an aiohttp `ClientOSError` (so an `OSError` and an `aiohttp.ClientError`):
-raised by the resolver, aiohttp's TCPConnector wraps it in `ClientConnectorDNSError` (a `ClientConnectorError`)
-whose text ends with this message in brackets, e.g.
-`Cannot connect to host localhost:8080 ssl:default [refusing to connect to localhost: 127.0.0.1 is in
-127.0.0.0/8 (loopback); allow it with --allow-network CIDR]`, and whose `os_error` is the `BlockedAddress`.
+Both raise `BlockedAddress`, an `OSError` whose text is the whole explanation, e.g. `refusing to connect to
+localhost: 127.0.0.1 is in 127.0.0.0/8 (loopback); allow it with --allow-network CIDR`. The client reports a
+refused name as it reports any failed lookup, this text in brackets: `Cannot connect to host localhost:8080
+ssl:default [refusing to connect to localhost: ...]`.
 """
 
 from __future__ import annotations
@@ -29,7 +26,7 @@ from yarl import URL
 from webhook_service.domain.network import BLOCKED_HINT, Network, blocked_range, literal_address
 
 
-class BlockedAddress(aiohttp.ClientOSError):
+class BlockedAddress(OSError):
     """A delivery would connect to an address the SSRF rules refuse. `str()` is the whole explanation."""
 
     def __init__(self, message: str, host: str = "", address: str = "") -> None:
@@ -54,9 +51,9 @@ def blocked_message(host: str, address: str, reason: str) -> str:
 def check_url_host(url: str | URL, allowed: Sequence[Network]) -> None:
     """Raises BlockedAddress when the URL's host is an IP literal (in any spelling) that may not be reached.
 
-    Names pass: the resolver of `guarded_connector` checks what they resolve to. A host aiohttp would take
-    for an IP literal (it contains a colon, or only digits and dots) without being a valid one is refused
-    too, as aiohttp would hand it to the socket layer without asking the resolver.
+    Names pass: `GuardedResolver` checks what they resolve to. A host that looks like an IP literal (it
+    contains a colon, or only digits and dots) without being a valid one is refused too: the socket layer
+    might read it as an address that no one checked.
     """
     parsed = url if isinstance(url, URL) else URL(url)
     hosts = {parsed.raw_host, parsed.host} - {None}
@@ -114,10 +111,3 @@ class GuardedResolver(AbstractResolver):
     async def close(self) -> None:
         if self._inner is not None:
             await self._inner.close()
-
-
-def guarded_connector(allowed: Sequence[Network] = (), nameservers: Sequence[str] = ()) -> aiohttp.TCPConnector:
-    """The sender's connector, resolving with `dns_resolver(nameservers)` and checking every address it
-    returns. Needs a running event loop."""
-    resolver = GuardedResolver(allowed, dns_resolver(nameservers))
-    return aiohttp.TCPConnector(limit=0, ttl_dns_cache=60, resolver=resolver)
