@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
+import uvloop
 
 from tests.support.certs import Authority, Pem
 from tests.support.running import LOOPBACK
@@ -124,19 +125,32 @@ async def send(sender: Sender, url: str) -> Attempt:
     return await sender.send(claim(url))
 
 
-def run(scenario: Callable[[Sender], Awaitable[None]], sender: Sender | None = None) -> None:
-    async def started() -> None:
-        used = sender or Sender(5.0, LOOPBACK)
-        await used.start()
-        try:
-            await scenario(used)
-        finally:
-            await used.close()
-
-    asyncio.run(started())
+Scenario = Callable[[Sender], Awaitable[None]]
+Run = Callable[..., None]
 
 
-def test_a_request_carries_the_delivery_headers_host_and_length_and_nothing_else() -> None:
+@pytest.fixture(params=["asyncio", "uvloop"])
+def run(request: pytest.FixtureRequest) -> Run:
+    """Runs a scenario with a started sender (5 s timeout, loopback allowed unless given one), on asyncio's
+    loop and on uvloop, the one the service runs on."""
+    factory = uvloop.new_event_loop if request.param == "uvloop" else asyncio.new_event_loop
+
+    def running(scenario: Scenario, sender: Sender | None = None) -> None:
+        async def started() -> None:
+            used = sender or Sender(5.0, LOOPBACK)
+            await used.start()
+            try:
+                await scenario(used)
+            finally:
+                await used.close()
+
+        with asyncio.Runner(loop_factory=factory) as runner:
+            runner.run(started())
+
+    return running
+
+
+def test_a_request_carries_the_delivery_headers_host_and_length_and_nothing_else(run: Run) -> None:
     async def scenario(sender: Sender) -> None:
         async with Peer(always(KEEP)) as peer:
             attempt = await send(sender, peer.url("/hook?x=1&y=%26"))
@@ -155,7 +169,7 @@ def test_a_request_carries_the_delivery_headers_host_and_length_and_nothing_else
     run(scenario)
 
 
-def test_userinfo_in_the_url_is_sent_as_basic_authorization() -> None:
+def test_userinfo_in_the_url_is_sent_as_basic_authorization(run: Run) -> None:
     async def scenario(sender: Sender) -> None:
         async with Peer(always(KEEP)) as peer:
             attempt = await send(sender, f"http://hook%20user:p%40ss@127.0.0.1:{peer.port}/")
@@ -166,7 +180,7 @@ def test_userinfo_in_the_url_is_sent_as_basic_authorization() -> None:
     run(scenario)
 
 
-def test_a_connection_is_kept_until_either_side_says_close() -> None:
+def test_a_connection_is_kept_until_either_side_says_close(run: Run) -> None:
     answers = {(0, 0): KEEP, (0, 1): KEEP, (0, 2): CLOSE, (1, 0): OLD}
 
     async def scenario(sender: Sender) -> None:
@@ -181,7 +195,7 @@ def test_a_connection_is_kept_until_either_side_says_close() -> None:
     run(scenario)
 
 
-def test_a_kept_connection_the_receiver_closes_unanswered_is_retried_once_on_a_new_one() -> None:
+def test_a_kept_connection_the_receiver_closes_unanswered_is_retried_once_on_a_new_one(run: Run) -> None:
     answers = {(0, 0): KEEP, (1, 0): KEEP}
 
     async def scenario(sender: Sender) -> None:
@@ -198,7 +212,7 @@ def test_a_kept_connection_the_receiver_closes_unanswered_is_retried_once_on_a_n
     run(scenario)
 
 
-def test_idle_connections_are_closed_after_the_idle_time(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_idle_connections_are_closed_after_the_idle_time(monkeypatch: pytest.MonkeyPatch, run: Run) -> None:
     monkeypatch.setattr(http, "IDLE", 0.2)
 
     async def scenario(sender: Sender) -> None:
@@ -211,7 +225,7 @@ def test_idle_connections_are_closed_after_the_idle_time(monkeypatch: pytest.Mon
     run(scenario)
 
 
-def test_an_https_receiver_with_a_self_signed_certificate_is_refused(tmp_path: Path) -> None:
+def test_an_https_receiver_with_a_self_signed_certificate_is_refused(tmp_path: Path, run: Run) -> None:
     # The authority's own certificate is signed by its own key.
     authority = Authority(tmp_path)
 
@@ -228,7 +242,7 @@ def test_an_https_receiver_with_a_self_signed_certificate_is_refused(tmp_path: P
     run(scenario)
 
 
-def test_an_https_receiver_is_reached_when_its_authority_is_trusted_and_its_name_matches(tmp_path: Path) -> None:
+def test_an_https_receiver_is_reached_when_trusted_and_named_in_its_certificate(tmp_path: Path, run: Run) -> None:
     authority = Authority(tmp_path)
     server = authority.issue("receiver", server=True)  # for localhost and 127.0.0.1
     trusting = ssl.create_default_context(cafile=authority.pem.cert)

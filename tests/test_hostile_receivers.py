@@ -120,7 +120,7 @@ def test_bytes_that_are_not_utf8_are_stored_escaped_and_every_view_shows_them(
 
 
 def test_response_headers_are_capped_and_say_so(start_server: Start, raw: RawReceiver) -> None:
-    # aiohttp lets through 128 headers of up to 8 KiB each: about a megabyte per attempt.
+    # The client parses up to 128 headers of up to 8 KiB each: about a megabyte per attempt.
     flood = [(b"X-Flood-%d" % i, b"v" * 8000) for i in range(120)]
     headers = [(b"X-First", b"1"), *flood, (b"X-Last", b"2"), (b"Content-Length", b"0")]
     raw.script("/flood", answer(head(200, headers)))

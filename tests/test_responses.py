@@ -33,7 +33,7 @@ def test_headers_past_the_limit_are_left_out_and_counted() -> None:
     }
 
 
-# Surrogates included: aiohttp hands over bytes that are not UTF-8 as lone surrogates.
+# Surrogates included: the delivery client hands over bytes that are not UTF-8 as lone surrogates.
 any_text = st.characters(exclude_categories=())
 headers = st.lists(st.tuples(st.text(any_text, max_size=20), st.text(any_text, max_size=3000)), max_size=30)
 

@@ -23,6 +23,7 @@ import ssl
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import httptools
 from yarl import URL
@@ -317,8 +318,8 @@ class _Connection(asyncio.Protocol):
     # asyncio.Protocol
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # uvloop's transports are not asyncio.Transport subclasses, though they have its methods.
+        self._transport = cast(asyncio.Transport, transport)
         self._registry.add(self)
 
     def data_received(self, data: bytes) -> None:

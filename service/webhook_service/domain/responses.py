@@ -1,8 +1,8 @@
 """What a receiver answered, made fit to store and to show: valid text, bounded in size.
 
-Receivers are outside the service's control. Their headers may hold bytes that are not UTF-8 (aiohttp decodes
-them with surrogateescape, which leaves lone surrogates that protobuf and PostgreSQL refuse) and may run to a
-megabyte. The store applies these rules again to rows written before them.
+Receivers are outside the service's control. Their headers may hold bytes that are not UTF-8 (the delivery
+client decodes them with surrogateescape, which leaves lone surrogates that protobuf and PostgreSQL refuse) and
+may run to a megabyte. The store applies these rules again to rows written before them.
 """
 
 from __future__ import annotations
