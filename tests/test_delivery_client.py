@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import itertools
 import ssl
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -31,8 +32,9 @@ Answer = Callable[[int, int], bytes | None]
 
 
 class Peer:
-    """A receiver on `host` that reads each request whole and answers as `answer` says. `requests` holds
-    (connection, head, body) for every request read; `closed` counts the connections that ended."""
+    """A receiver on `host` that reads each request whole and answers as `answer` says, closing the connection
+    after an answer that says `Connection: close`. `requests` holds (connection, head, body) for every request
+    read; `closed` counts the connections that ended."""
 
     def __init__(self, answer: Answer, host: str = "127.0.0.1", tls: Pem | None = None) -> None:
         self._answer = answer
@@ -74,7 +76,7 @@ class Peer:
         connection = self.connections
         self.connections += 1
         try:
-            for number in range(1000):
+            for number in itertools.count():
                 head = await reader.readuntil(b"\r\n\r\n")
                 body = await reader.readexactly(int(dict(_fields(head))["content-length"]))
                 self.requests.append((connection, head, body))
@@ -83,6 +85,8 @@ class Peer:
                     break
                 writer.write(answer)
                 await writer.drain()
+                if b"\r\nConnection: close\r\n" in answer:
+                    break
         except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError):
             pass
         except asyncio.CancelledError:
@@ -262,3 +266,90 @@ def test_an_https_receiver_is_reached_when_trusted_and_named_in_its_certificate(
         )
 
     run(scenario, Sender(5.0, LOOPBACK, ssl_context=trusting))
+
+
+def answer(status_line: bytes, *headers: bytes, body: bytes = b"") -> bytes:
+    return b"\r\n".join((status_line, *headers)) + b"\r\n\r\n" + body
+
+
+# (answer, the code and body stored): how a receiver may frame its answer.
+READABLE = {
+    "interim answers are skipped": (
+        b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n" + KEEP,
+        (200, "ok"),
+    ),
+    "chunked": (
+        answer(b"HTTP/1.1 201 Created", b"Transfer-Encoding: chunked", body=b"2\r\nok\r\n0\r\n\r\n"),
+        (201, "ok"),
+    ),
+    "up to the close": (answer(b"HTTP/1.1 202 Accepted", b"Connection: close", body=b"all of it"), (202, "all of it")),
+    "204 has no body": (answer(b"HTTP/1.1 204 No Content", b"Content-Length: 5"), (204, "")),
+    "a 101 is the whole answer": (answer(b"HTTP/1.1 101 Switching Protocols", b"Upgrade: x", body=b"\x00"), (101, "")),
+}
+
+
+@pytest.mark.parametrize("framing", READABLE)
+def test_every_framing_of_an_answer_is_read(framing: str, run: Run) -> None:
+    reply, expected = READABLE[framing]
+
+    async def scenario(sender: Sender) -> None:
+        async with Peer(always(reply)) as peer:
+            attempt = await send(sender, peer.url("/framed"))
+        assert (attempt.response_code, attempt.response_body, attempt.error) == (*expected, "")
+
+    run(scenario)
+
+
+def test_a_kept_connection_carries_on_after_an_answer_without_a_body(run: Run) -> None:
+    async def scenario(sender: Sender) -> None:
+        async with Peer(always(answer(b"HTTP/1.1 204 No Content"))) as peer:
+            codes = [(await send(sender, peer.url("/empty"))).response_code for _ in range(3)]
+            assert peer.connection_of_each_request() == [0, 0, 0]
+        assert codes == [204] * 3
+
+    run(scenario)
+
+
+def test_a_connection_with_bytes_after_the_answer_is_not_kept(run: Run) -> None:
+    async def scenario(sender: Sender) -> None:
+        async with Peer(always(KEEP + b"HTTP/1.1 200 OK\r\n")) as peer:
+            attempts = [await send(sender, peer.url("/more")) for _ in range(2)]
+            assert peer.connection_of_each_request() == [0, 1]
+        assert [(a.response_code, a.response_body, a.error) for a in attempts] == [(200, "ok", "")] * 2
+
+    run(scenario)
+
+
+# (answer, the error stored): what a receiver may not send.
+REFUSED = {
+    "too many headers": (
+        answer(b"HTTP/1.1 200 OK", *(b"X-%d: v" % number for number in range(129))),
+        "invalid HTTP response: Got more than 128 headers",
+    ),
+    "a long status line": (
+        answer(b"HTTP/1.1 200 " + b"O" * 9000, b"Content-Length: 0"),
+        "invalid HTTP response: Got more than 8190 bytes when reading the status line",
+    ),
+    # llhttp passes on none of the blanks before a value, so only the size of the whole head bounds them.
+    "a head that never ends": (
+        b"HTTP/1.1 200 OK\r\nX-Blank:" + b" " * (2 << 20),
+        f"invalid HTTP response: Got more than {http.MAX_HEAD} bytes of status line and headers",
+    ),
+    "a status below 100": (
+        answer(b"HTTP/1.1 099 Low", b"Content-Length: 0"),
+        "invalid HTTP response: Invalid status code 99",
+    ),
+}
+
+
+@pytest.mark.parametrize("flaw", REFUSED)
+def test_answers_past_the_limits_are_errors_and_their_connections_closed(flaw: str, run: Run) -> None:
+    reply, expected = REFUSED[flaw]
+
+    async def scenario(sender: Sender) -> None:
+        async with Peer(always(reply)) as peer:
+            attempt = await send(sender, peer.url("/flawed"))
+            await peer.until_closed(1)
+        assert (attempt.response_code, attempt.error) == (0, expected)
+
+    run(scenario)

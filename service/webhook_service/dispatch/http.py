@@ -293,7 +293,6 @@ class _Connection(asyncio.Protocol):
         self._parser = httptools.HttpResponseParser(self)
         self._waiter: asyncio.Future[Response] | None = None
         self._timer: asyncio.TimerHandle | None = None
-        self._message_status = 0
         self._headers: list[tuple[str, str]] = []
         self._status_bytes = 0
         self._head_bytes = 0
@@ -339,9 +338,8 @@ class _Connection(asyncio.Protocol):
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
-            # A 101: its headers are the whole answer, and nothing after them is HTTP any more.
-            self.status = self._message_status
-            self._answer(keep=False)
+            # After a 101, answered as its message completed: nothing that follows is HTTP any more.
+            pass
         except httptools.HttpParserCallbackError as error:
             cause = error.__context__
             self._fail(cause if isinstance(cause, HttpError) else InvalidResponse(str(error)))
@@ -369,9 +367,8 @@ class _Connection(asyncio.Protocol):
 
     def on_message_begin(self) -> None:
         if self.status:
-            # A second answer to one request.
+            # Bytes after the answer: it stands, but the connection is not clean enough to keep.
             raise InvalidResponse("data after the end of the response")
-        self._message_status = 0
         self._headers = []
         self._status_bytes = 0
         self._delimited = False
@@ -400,8 +397,8 @@ class _Connection(asyncio.Protocol):
         status = self._parser.get_status_code()
         if status < 100:
             raise InvalidResponse(f"Invalid status code {status}")
-        self._message_status = status
-        if status >= 200:
+        # Other 1xx answers are interim: the final one follows. A 101 switches to another protocol, so ends it.
+        if status >= 200 or status == 101:
             self.status = status
             # 204 and 304 have no body, whatever their headers say.
             self._delimited = self._delimited or status in (204, 304)
@@ -419,8 +416,8 @@ class _Connection(asyncio.Protocol):
         self._body_bytes += len(body)
 
     def on_message_complete(self) -> None:
-        if self._message_status >= 200:
-            self._answer(keep=self._parser.should_keep_alive())
+        if self.status:
+            self._answer(keep=self.status != 101 and self._parser.should_keep_alive())
 
     def _expire(self) -> None:
         self._fail(TimedOut(self.status))
