@@ -235,23 +235,23 @@ class Dispatcher:
         if verdict.succeeded:
             # A queued delivery succeeds once: after that it is never claimed again.
             self.metrics.delivered(time.time() - claim.create_time)
-        about = {**_about(claim), "attempt": attempt.number, "response_code": attempt.response_code}
         if attempt.response_code == 0 or verdict.gone:
             log.info(
                 "delivery %s to %s failed: %s",
                 claim.delivery_id,
                 claim.webhook_name,
                 attempt.error or "410 Gone",
-                extra=about,
+                extra=_about_attempt(claim, attempt),
             )
-        else:
+        elif log.isEnabledFor(logging.DEBUG):
+            # Asked first: this line is for every answer, and its fields would be made for nothing otherwise.
             log.debug(
                 "delivery %s to %s: attempt %d answered %d",
                 claim.delivery_id,
                 claim.webhook_name,
                 attempt.number,
                 attempt.response_code,
-                extra=about,
+                extra=_about_attempt(claim, attempt),
             )
         return Outcome(
             claim=claim,
@@ -393,6 +393,10 @@ def _release_slot(busy: Counter[Any], key: Any) -> int:
 def _about(claim: Claim) -> dict[str, Any]:
     """The fields a log line about this delivery carries (logs.py)."""
     return {"webhook": claim.webhook_name, "delivery": claim.delivery_id}
+
+
+def _about_attempt(claim: Claim, attempt: Attempt) -> dict[str, Any]:
+    return {**_about(claim), "attempt": attempt.number, "response_code": attempt.response_code}
 
 
 def _failed_attempt(claim: Claim, error: str) -> Attempt:

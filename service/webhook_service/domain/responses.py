@@ -34,6 +34,9 @@ def printable(text: str) -> str:
     """`text` with what a protobuf string or PostgreSQL text cannot hold escaped as Python's backslashreplace
     would: a byte that was not UTF-8 (a lone surrogate from surrogateescape) as \\xNN, any other lone surrogate
     as \\uNNNN, and NUL as \\x00."""
+    # Nearly every header and body is ASCII, which holds no surrogate: only NUL is left to look for.
+    if text.isascii() and "\x00" not in text:
+        return text
     return _UNPRINTABLE.sub(_escape, text)
 
 
@@ -50,12 +53,20 @@ def cap_headers(headers: Iterable[tuple[str, str]], limit: int = MAX_RESPONSE_HE
     joined: dict[str, tuple[str, list[str]]] = {}
     for name, value in headers:
         shown = printable(name)
-        joined.setdefault(shown.lower(), (shown, []))[1].append(printable(value))
+        key = shown.lower()
+        entry = joined.get(key)
+        if entry is None:
+            joined[key] = (shown, [printable(value)])
+        else:
+            entry[1].append(printable(value))
     entries = []
+    total = 0
     for name, values in joined.values():
-        value = ", ".join(values)
-        entries.append((name, value, len(name.encode()) + len(value.encode())))
-    if sum(size for _, _, size in entries) <= limit:
+        value = values[0] if len(values) == 1 else ", ".join(values)
+        size = len(name.encode()) + len(value.encode())
+        entries.append((name, value, size))
+        total += size
+    if total <= limit:
         return {name: value for name, value, _ in entries}
     kept: dict[str, str] = {}
     room = limit - _MARKER_ROOM

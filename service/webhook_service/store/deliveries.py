@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Collection, Iterable, Mapping, Set
 from dataclasses import dataclass, field
@@ -120,6 +121,12 @@ def _tuples(query: peewee.BaseQuery) -> Iterable[tuple[Any, ...]]:
     return cast(Iterable[tuple[Any, ...]], query.tuples())
 
 
+@functools.lru_cache(maxsize=4096)
+def _webhook_name(organization: str, project: str, stack: str, webhook_id: str) -> str:
+    """A webhook's name, made once for all of its claimed deliveries."""
+    return str(WebhookName(Parent(organization, project, stack), webhook_id))
+
+
 def _claims(row_ids: list[int], lease: str, held: Mapping[int, str] | None = None) -> list[Claim]:
     """What senders need for these deliveries, read as plain tuples: this runs for every delivery.
 
@@ -164,7 +171,7 @@ def _claims(row_ids: list[int], lease: str, held: Mapping[int, str] | None = Non
                 row_id=row_id,
                 delivery_id=delivery_id,
                 webhook_row=webhook_row,
-                webhook_name=str(WebhookName(Parent(organization, project, stack), webhook_id)),
+                webhook_name=_webhook_name(organization, project, stack, webhook_id),
                 organization=organization,
                 kind=kind,
                 payload=bytes(payload),
