@@ -3,6 +3,8 @@ interleave: a queue drains at the pace of its receiver, never at the pace of the
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from pathlib import Path
 
 from tests import seed
@@ -10,7 +12,11 @@ from tests.helpers import make_webhook, publish
 from tests.support.databases import Databases
 from tests.support.receiver import Receiver
 from tests.support.running import LOOPBACK, RunningServer, settings_in
+from webhook_service.dispatch.pool import NEWS_SPACING
 from webhook_service.dispatch.settings import DispatchSettings
+
+# The first words of the statement every claim starts with (store/deliveries.py).
+PENDING_WEBHOOKS = "WITH RECURSIVE pending(webhook)"
 
 
 def test_a_queue_for_one_webhook_drains_without_waiting_for_the_poll(
@@ -37,3 +43,42 @@ def test_a_queue_for_one_webhook_drains_without_waiting_for_the_poll(
         assert len(receiver.wait_for(path, events, timeout=120)) == events
     finally:
         draining.stop()
+
+
+def test_news_of_work_claims_at_most_once_per_spacing(tmp_path: Path, databases: Databases) -> None:
+    """Publishes arriving every millisecond (here, the wakes they give) start a claim, a write transaction,
+    at most once per NEWS_SPACING rather than once each."""
+    dispatch = DispatchSettings(poll_interval=600.0, allow_network=LOOPBACK)
+    running = RunningServer(settings_in(tmp_path, databases.new(tmp_path), dispatch))
+    dispatcher = running.server.dispatcher
+    assert dispatcher is not None
+    claims = []
+
+    class Claims(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if PENDING_WEBHOOKS in str(record.msg):
+                claims.append(record.created)
+
+    async def news_every_millisecond() -> float:
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        for _ in range(100):
+            dispatcher.wake()
+            await asyncio.sleep(0.001)
+        # The claim that news still waiting asked for, so the window below holds every claim the news made.
+        await asyncio.sleep(2 * NEWS_SPACING)
+        return loop.time() - began
+
+    logger = logging.getLogger("peewee")
+    handler, level = Claims(logging.DEBUG), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    try:
+        seconds = running.run(news_every_millisecond())
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+        running.stop()
+    # Each claim begins NEWS_SPACING after the one before it at the earliest, however slow the machine; one may
+    # have been under way as the window opened. Without the spacing there was one claim per wake: about 100.
+    assert 1 <= len(claims) <= seconds / NEWS_SPACING + 2, (len(claims), seconds)
