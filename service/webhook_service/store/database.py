@@ -12,7 +12,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any, Generic, ParamSpec, TypeVar
 
@@ -30,6 +30,8 @@ from webhook_service.store.secrets import SecretBox
 log = logging.getLogger(__name__)
 
 IDLE_CHECK_SECONDS = 1.0
+# How long closing a store waits for each query thread to close its connection (one busy with a query).
+CLOSE_WAIT_SECONDS = 10.0
 # API calls the store holds per connection, running or waiting. A call behind that many others waits
 # tens of milliseconds when queries are quick; when they are slow, a longer queue only ends in deadlines.
 API_CALLS_PER_CONNECTION = 64
@@ -184,6 +186,15 @@ def _bind_thread(db: peewee.Database, box: SecretBox) -> None:
     secrets.bind_thread(box)
 
 
+def _close_connection(db: peewee.Database, closed: threading.Barrier) -> None:
+    try:
+        if not db.is_closed():
+            db.close()
+    finally:
+        with contextlib.suppress(threading.BrokenBarrierError):
+            closed.wait()
+
+
 class Availability:
     """Whether the database answers, as a process's queries find it. An outage is told twice, once when the
     first query fails and once when one succeeds again (how long it lasted, how many queries failed), rather
@@ -266,10 +277,18 @@ class Executor:
         self.availability = availability or Availability()
         self._local = threading.local()
         self.threads = threads
+        self._threads_started = 0
+        self._counting = threading.Lock()
         self._pool = ThreadPoolExecutor(
-            max_workers=threads, thread_name_prefix="store", initializer=_bind_thread, initargs=(db, box)
+            max_workers=threads, thread_name_prefix="store", initializer=self._bind_thread, initargs=(db, box)
         )
         self._api_calls = Gate(threads * API_CALLS_PER_CONNECTION, "the database")
+
+    def _bind_thread(self, db: peewee.Database, box: SecretBox) -> None:
+        """Runs first on each new query thread."""
+        _bind_thread(db, box)
+        with self._counting:
+            self._threads_started += 1
 
     async def run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """`fn` on a query thread, however many calls wait. For the dispatcher, whose claims, records and
@@ -343,6 +362,17 @@ class Executor:
                 self.db.close()
 
     def close(self) -> None:
+        """Closes each query thread's connection on its thread, then ends the threads.
+
+        Left to the threads' end, a SQLite connection would stay open until the cyclic garbage collector ran (it
+        refers to itself through its statement cache), and with it the database's write-ahead log.
+        """
+        threads = self._threads_started
+        if threads:
+            # Each thread waits at the barrier once it has closed its own, so no thread takes two of these.
+            closed = threading.Barrier(threads, timeout=CLOSE_WAIT_SECONDS)
+            with contextlib.suppress(RuntimeError):  # a pool already shut down or broken: nothing to close on
+                wait([self._pool.submit(_close_connection, self.db, closed) for _ in range(threads)])
         self._pool.shutdown(wait=True)
 
 
