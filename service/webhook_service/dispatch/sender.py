@@ -55,6 +55,7 @@ class Sender:
             claim.delivery_id, claim.kind, claim.payload, claim.secret, int(started.timestamp()), claim.previous_secret
         )
         clock = time.perf_counter()
+        number = claim.attempt_count + 1
         try:
             response = await self._client.post(claim.payload_url, headers, claim.payload)
         except TimedOut as failure:
@@ -70,7 +71,7 @@ class Sender:
             error = f"bad request or response: {failure}"
         else:
             return Attempt(
-                number=claim.attempt_count + 1,
+                number=number,
                 start_time=started,
                 request_url=claim.payload_url,
                 request_headers=headers,
@@ -80,7 +81,7 @@ class Sender:
                 duration=time.perf_counter() - clock,
             )
         return Attempt(
-            number=claim.attempt_count + 1,
+            number=number,
             start_time=started,
             request_url=claim.payload_url,
             request_headers=headers,

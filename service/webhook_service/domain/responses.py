@@ -62,7 +62,7 @@ def cap_headers(headers: Iterable[tuple[str, str]], limit: int = MAX_RESPONSE_HE
     entries = []
     total = 0
     for name, values in joined.values():
-        value = values[0] if len(values) == 1 else ", ".join(values)
+        value = ", ".join(values)
         size = len(name.encode()) + len(value.encode())
         entries.append((name, value, size))
         total += size

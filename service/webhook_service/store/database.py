@@ -181,11 +181,6 @@ def savepoint() -> Iterator[None]:
         raise
 
 
-def _bind_thread(db: peewee.Database, box: SecretBox) -> None:
-    bind_thread(db)
-    secrets.bind_thread(box)
-
-
 def _close_connection(db: peewee.Database, closed: threading.Barrier) -> None:
     try:
         if not db.is_closed():
@@ -286,7 +281,8 @@ class Executor:
 
     def _bind_thread(self, db: peewee.Database, box: SecretBox) -> None:
         """Runs first on each new query thread."""
-        _bind_thread(db, box)
+        bind_thread(db)
+        secrets.bind_thread(box)
         with self._counting:
             self._threads_started += 1
 
