@@ -325,6 +325,29 @@ def _end_turns(claims: list[Claim]) -> None:
         statements.execute_many(_END_TURN, [(c.webhook_row, c.sequence, c.row_id, c.lease) for c in claims])
 
 
+def _candidates(
+    wanted: dict[int, int], ordered: Set[int], moment: float, in_flight: Set[int]
+) -> tuple[list[tuple[int, int]], list[tuple[int, int, str]]]:
+    """Up to `wanted[webhook]` due deliveries of each webhook, and heads of each ordered one, as `_due` and
+    `_heads` find them, with room beside this dispatcher's own rows in `in_flight` that come back.
+
+    A row of `in_flight` comes back only when its lease ran out while it was still out, which a slow store
+    rarely lets happen: the webhooks it came back for are read again with room for all of `in_flight`. (Room
+    for them in every claim made each claim read hundreds of rows to take a few.)
+    """
+    found = _due({w: room for w, room in wanted.items() if w not in ordered}, moment)
+    heads = _heads({w: room for w, room in wanted.items() if w in ordered}, moment)
+    back = {webhook for row_id, webhook in found if row_id in in_flight}
+    back |= {webhook for row_id, webhook, _ in heads if row_id in in_flight}
+    if back:
+        wider = {w: wanted[w] + len(in_flight) for w in back}
+        found = [row for row in found if row[1] not in back]
+        found += _due({w: room for w, room in wider.items() if w not in ordered}, moment)
+        heads = [head for head in heads if head[1] not in back]
+        heads += _heads({w: room for w, room in wider.items() if w in ordered}, moment)
+    return found, heads
+
+
 def claim(owner: str, lease: float, capacity: Capacity, in_flight: Set[int] = frozenset()) -> list[Claim]:
     """Leases due deliveries of active webhooks, shared fairly within `capacity`; of a webhook that keeps
     order, only the next delivery of each stack sequence with none out.
@@ -341,14 +364,10 @@ def claim(owner: str, lease: float, capacity: Capacity, in_flight: Set[int] = fr
         wanted = {webhook: room for webhook, room in wanted.items() if room > 0}
         if not wanted:
             return []
-        if in_flight:
-            # Room for this dispatcher's own rows whose lease ran out, which are found and then dropped.
-            wanted = {webhook: room + len(in_flight) for webhook, room in wanted.items()}
         organizations = {webhook: organization for webhook, organization, _ in hooks}
         sequences.number_queues(webhook for webhook, _, ordering in hooks if ordering == sequences.NUMBERING)
         ordered = {webhook for webhook, _, ordering in hooks if ordering in (PER_STACK, sequences.NUMBERING)}
-        found = _due({w: room for w, room in wanted.items() if w not in ordered}, moment)
-        heads = _heads({w: room for w, room in wanted.items() if w in ordered}, moment)
+        found, heads = _candidates(wanted, ordered, moment, in_flight)
         turn_of = {row_id: (webhook, sequence) for row_id, webhook, sequence in heads}
         due: dict[int, list[int]] = {}
         for row_id, webhook in [*found, *((row_id, webhook) for row_id, webhook, _ in heads)]:
