@@ -225,7 +225,7 @@ def _due(wanted: dict[int, int], moment: float) -> list[tuple[int, int]]:
         return []
     if isinstance(database.obj, peewee.SqliteDatabase):
         found: list[tuple[int, int]] = []
-        for chunk in peewee.chunked(list(wanted.items()), _SQLITE_DUE_TERMS):
+        for chunk in statements.batches(list(wanted.items()), _SQLITE_DUE_TERMS):
             terms = " UNION ALL ".join([f"SELECT * FROM ({_DUE.format(webhook='?', limit='?')})"] * len(chunk))
             params = [value for webhook, limit in chunk for value in (webhook, moment, moment, limit)]
             found += statements.execute(terms, params).fetchall()
@@ -306,7 +306,7 @@ def _take_turns(heads: list[tuple[int, int, str]], owner: str, expires: float, m
         locked = {row_id for (row_id,) in statements.execute(_LOCK_HEADS, ([h[0] for h in heads], moment)).fetchall()}
         heads = [head for head in heads if head[0] in locked]
     taken: set[int] = set()
-    for batch in peewee.chunked(sorted(heads, key=lambda head: (head[1], head[2])), _TURNS_PER_STATEMENT):
+    for batch in statements.batches(sorted(heads, key=lambda head: (head[1], head[2])), _TURNS_PER_STATEMENT):
         values = ", ".join(["(?, ?, ?, ?, ?)"] * len(batch))
         params = [value for row_id, webhook, sequence in batch for value in (webhook, sequence, row_id, owner, expires)]
         taken |= {row_id for (row_id,) in statements.execute(_TAKE_TURNS.format(values=values), [*params, moment])}
@@ -451,7 +451,7 @@ def _close_attempts(outcomes: list[Outcome]) -> list[Outcome]:
     whose lease ran out and went to another dispatcher, or that another attempt overtook, is dropped.
     """
     kept: list[Outcome] = []
-    for batch in peewee.chunked(outcomes, 500):
+    for batch in statements.batches(outcomes, 500):
         rows = [
             (o.claim.row_id, o.state.value, o.next_attempt_time, o.claim.attempt_count, o.claim.state, o.claim.lease)
             for o in batch

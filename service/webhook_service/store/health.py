@@ -50,7 +50,7 @@ def lock(webhooks: Iterable[int]) -> None:
     single writer needs no such care."""
     if isinstance(database.obj, peewee.SqliteDatabase):
         return
-    for chunk in peewee.chunked(sorted(set(webhooks)), _IDS_PER_STATEMENT):
+    for chunk in statements.batches(sorted(set(webhooks)), _IDS_PER_STATEMENT):
         statements.execute(_LOCK_WEBHOOKS.format(ids=statements.placeholders(len(chunk))), chunk)
 
 
@@ -89,7 +89,7 @@ def counts(webhooks: Sequence[int]) -> dict[int, Counts]:
     pending: dict[int, int] = {}
     hourly: dict[int, tuple[int, int]] = {}
     first_hour = first_counted_hour(now())
-    for chunk in peewee.chunked(webhooks, _IDS_PER_STATEMENT):
+    for chunk in statements.batches(webhooks, _IDS_PER_STATEMENT):
         ids = statements.placeholders(len(chunk))
         pending.update(statements.execute(_PENDING.format(ids=ids), chunk).fetchall())
         for webhook, succeeded, failed in statements.execute(_COUNTS.format(ids=ids), [*chunk, first_hour]):

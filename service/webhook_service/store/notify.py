@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import peewee
 import psycopg2
 from peewee import PostgresqlDatabase
 
@@ -35,7 +34,7 @@ def announce_attempts(attempts: Sequence[tuple[int, int]]) -> None:
     it commits, in commit order."""
     if not isinstance(database.obj, PostgresqlDatabase):
         return
-    for chunk in peewee.chunked(attempts, ATTEMPTS_PER_NOTIFICATION):
+    for chunk in statements.batches(attempts, ATTEMPTS_PER_NOTIFICATION):
         payload = ",".join(f"{delivery}:{number}" for delivery, number in chunk)
         statements.execute("SELECT pg_notify(?, ?)", (ATTEMPTS_CHANNEL, payload))
 

@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypeVar
 
 import peewee
 from psycopg2.extras import execute_batch
 
 from webhook_service.store.models import database
+
+T = TypeVar("T")
 
 # Peewee's own logger, which logs each statement execute_sql runs: the batches below bypass it.
 _log = logging.getLogger("peewee")
@@ -28,6 +30,13 @@ def columns(names: Iterable[str]) -> str:
 
 def placeholders(count: int) -> str:
     return ", ".join("?" * count)
+
+
+def batches(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
+    """`items` in slices of at most `size`. (peewee's `chunked` pads each chunk to `size` and then pops the
+    padding one item at a time: a claim of 8 rows paid for 400 pops.)"""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
 
 
 def any_of(values: Sequence[Any]) -> tuple[str, Any]:
