@@ -1,5 +1,5 @@
-"""A dispatcher claims again as soon as a webhook at its bound frees half its slots, however requests and claims
-interleave: a queue drains at the pace of its receiver, never at the pace of the idle poll."""
+"""A dispatcher claims again as soon as a webhook at its bound has started the deliveries it held, however
+requests and claims interleave: a queue drains at the pace of its receiver, never at the pace of the idle poll."""
 
 from __future__ import annotations
 

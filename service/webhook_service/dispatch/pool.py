@@ -10,7 +10,7 @@ import os
 import secrets
 import socket
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -39,12 +39,22 @@ MAX_FAILURE_KINDS = 100
 # transaction, and the store's thread) per publish cost more than the sends it started, and its write lock
 # delayed the publishes themselves. Completions that free a slot still claim at once.
 NEWS_SPACING = 0.005
+# A webhook's next deliveries are claimed while its current ones are out: up to as many again as its bound
+# lets out are held, and each request that ends starts a held one at once. Claimed only once half its slots
+# were free, a busy webhook ran half empty while the claim ran, and paid for twice as many claims.
+HELD_PER_SLOT = 1
 
 
 class Dispatcher:
     """At most `concurrency` requests in flight, at most `per_webhook` for any one webhook and
     `per_organization` for any one organization, shared fairly (domain.scheduling): a slow or dead
-    receiver holds its own slots and nobody else's."""
+    receiver holds its own slots and nobody else's.
+
+    Deliveries held for a webhook's next free slot count against the organization's and the global bound
+    as if they were out, so holding never lets more out than those bounds, and every held delivery starts
+    within one delivery timeout of its claim (each waits for a request that was out before it was claimed):
+    its lease covers that wait and its own request.
+    """
 
     def __init__(self, store: Executor, sender: Sender, settings: DispatchSettings, metrics: Metrics) -> None:
         self.store = store
@@ -55,7 +65,12 @@ class Dispatcher:
         self._wake = asyncio.Event()
         self._flush_now = asyncio.Event()
         self._tasks: dict[int, asyncio.Task[None]] = {}
+        # Out and held, per webhook and organization: what claims are bounded by.
         self._busy: Counter[int] = Counter()
+        # Requests out per webhook, and the claims each webhook holds for its next free slots.
+        self._out: Counter[int] = Counter()
+        self._held: dict[int, deque[Claim]] = {}
+        self._held_count = 0
         self._busy_organizations: Counter[str] = Counter()
         # Sent but not yet written: not to be claimed again even if the store is slow past their lease.
         self._unrecorded: set[int] = set()
@@ -151,8 +166,8 @@ class Dispatcher:
         while not self._stopping:
             self._wake.clear()
             capacity = Capacity(
-                free=settings.concurrency - len(self._tasks),
-                per_webhook=settings.per_webhook,
+                free=self._free(),
+                per_webhook=settings.per_webhook * (1 + HELD_PER_SLOT),
                 per_organization=settings.per_organization,
                 busy_webhooks=dict(self._busy),
                 busy_organizations=dict(self._busy_organizations),
@@ -160,7 +175,9 @@ class Dispatcher:
             claimed: list[Claim] = []
             if capacity.free > 0:
                 self._claim_began = asyncio.get_running_loop().time()
-                in_flight = frozenset(self._tasks) | self._unrecorded
+                in_flight = (
+                    frozenset(self._tasks) | self._unrecorded | {c.row_id for q in self._held.values() for c in q}
+                )
                 try:
                     claimed = await self.store.run(deliveries.claim, self.owner, settings.lease, capacity, in_flight)
                 except Exception as error:
@@ -169,12 +186,16 @@ class Dispatcher:
                 for claim in claimed:
                     self._busy[claim.webhook_row] += 1
                     self._busy_organizations[claim.organization] += 1
-                    self._tasks[claim.row_id] = asyncio.create_task(self._deliver(claim))
+                    if self._out[claim.webhook_row] < settings.per_webhook:
+                        self._start(claim)
+                    else:
+                        self._held.setdefault(claim.webhook_row, deque()).append(claim)
+                        self._held_count += 1
                 # The bounds that held this claim back: completions under them are worth a new claim. Judged by
                 # what was in flight when the claim was made: requests that ended meanwhile did not make room
                 # the claim could have taken, and a webhook judged by what is left would wait for the next poll.
                 self._capped = _at_bound(
-                    capacity.busy_webhooks, Counter(c.webhook_row for c in claimed), settings.per_webhook
+                    capacity.busy_webhooks, Counter(c.webhook_row for c in claimed), capacity.per_webhook
                 )
                 self._capped_organizations = _at_bound(
                     capacity.busy_organizations, Counter(c.organization for c in claimed), settings.per_organization
@@ -200,6 +221,23 @@ class Dispatcher:
         self._claim_failures[kind] = moment + FAILURE_REPEAT_SECONDS
         log.error("claiming deliveries failed (%s); retrying, and saying so at most once a minute", kind)
 
+    def _free(self) -> int:
+        return self.settings.concurrency - len(self._tasks) - self._held_count
+
+    def _start(self, claim: Claim) -> None:
+        self._out[claim.webhook_row] += 1
+        self._tasks[claim.row_id] = asyncio.create_task(self._deliver(claim))
+
+    def _start_held(self, webhook: int) -> None:
+        """Starts the next delivery `webhook` holds, in the slot one of its requests just freed."""
+        held = self._held.get(webhook)
+        if not held or self._stopping:
+            return
+        self._held_count -= 1
+        self._start(held.popleft())
+        if not held:
+            del self._held[webhook]
+
     async def _deliver(self, claim: Claim) -> None:
         try:
             # Awaited first: a flush may swap the list while the attempt runs.
@@ -214,6 +252,8 @@ class Dispatcher:
                 )
         finally:
             del self._tasks[claim.row_id]
+            _release_slot(self._out, claim.webhook_row)
+            self._start_held(claim.webhook_row)
             left = _release_slot(self._busy, claim.webhook_row)
             left_in_organization = _release_slot(self._busy_organizations, claim.organization)
             self._claim_again_if_worth_it(claim, left, left_in_organization)
@@ -236,16 +276,16 @@ class Dispatcher:
 
     def _claim_again_if_worth_it(self, claim: Claim, left: int, left_in_organization: int) -> None:
         """Claims in batches rather than after every completion: once a quarter of all slots are free
-        while more work was waiting, or once half the slots of a webhook or an organization whose bound
-        held the last claim back are."""
+        while more work was waiting, or once a webhook whose bound held the last claim back is down to what
+        it may have out (it holds none), or an organization to half its bound."""
         settings = self.settings
         if self._starved:
-            if (claim.webhook_row in self._capped and left <= settings.per_webhook // 2) or (
+            if (claim.webhook_row in self._capped and left <= settings.per_webhook) or (
                 claim.organization in self._capped_organizations
                 and left_in_organization <= settings.per_organization // 2
             ):
                 self._wake.set()
-        elif settings.concurrency - len(self._tasks) >= max(1, settings.concurrency // 4):
+        elif self._free() >= max(1, settings.concurrency // 4):
             self._wake.set()
 
     def _outcome(self, claim: Claim, attempt: Attempt) -> Outcome:
