@@ -7,6 +7,7 @@ import statistics
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg2
@@ -17,6 +18,7 @@ from tests.helpers import get_delivery, make_webhook, publish, wait_for_delivery
 from tests.support.receiver import Receiver, Reply
 from tests.support.running import BackgroundLoop, RunningServer
 from tests.support.waiting import eventually
+from webhook_service.domain.model import Attempt, DeliveryState
 from webhook_service.domain.scheduling import Capacity
 from webhook_service.store import deliveries
 from webhook_service.store.models import DeliveryRow, WebhookRow
@@ -339,3 +341,50 @@ def backlog_work_stays_flat(db: Any) -> None:
     assert deliveries.backlog() == (50, moment)
     print(f"backlog work: {alone} alone, {beside_parked} beside {PARKED} parked deliveries")
     assert beside_parked < 2 * alone + 200
+
+
+SENT = 3_000
+
+
+def test_sent_deliveries_are_never_walked_by_a_claim(start_server: Start) -> None:
+    """A claim reads what is left of a webhook's backlog, not what was sent of it: on PostgreSQL too, whose
+    statistics, gathered while the backlog was all pending (as autovacuum does after a burst), say that
+    every delivery still is."""
+    on_the_store_thread(start_server, sent_work_stays_flat)
+
+
+def sent_work_stays_flat(db: Any) -> None:
+    moment = time.time()
+    made = _webhooks("sent", {"drained": True}, moment)
+    _fill(made["drained"], SENT, moment)
+    if not db.__class__.__name__.startswith("Sqlite"):
+        db.execute_sql("ANALYZE delivery")
+    measure = _rows_read(db)
+    capacity = Capacity(free=16, per_webhook=16, per_organization=128)
+
+    def claim() -> list[deliveries.Claim]:
+        return deliveries.claim("test", 60.0, capacity)
+
+    alone = measure(lambda: deliveries.release("test", [c.row_id for c in claim()]))
+    # Sent as a dispatcher sends them, a claim and its outcomes at a time, which places the rows' new versions
+    # where the old ones were.
+    for _ in range(SENT // 16 - 3):
+        deliveries.record([_success(c) for c in claim()])
+    left = SENT % 16 + 48
+    after_sent = measure(lambda: deliveries.release("test", [c.row_id for c in claim()]))
+
+    assert DeliveryRow.select().where(DeliveryRow.state == "pending").count() == left
+    print(f"claim work: {alone} with {SENT} pending, {after_sent} with {left} left of them")
+    assert after_sent < 2 * alone + 200
+
+
+def _success(claim: deliveries.Claim) -> deliveries.Outcome:
+    attempt = Attempt(
+        number=claim.attempt_count + 1,
+        start_time=datetime.now(UTC),
+        request_url="http://example.com/",
+        request_headers={},
+        response_code=200,
+        duration=0.01,
+    )
+    return deliveries.Outcome(claim, attempt, DeliveryState.SUCCEEDED, None, succeeded=True)
