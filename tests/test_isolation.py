@@ -388,3 +388,31 @@ def _success(claim: deliveries.Claim) -> deliveries.Outcome:
         duration=0.01,
     )
     return deliveries.Outcome(claim, attempt, DeliveryState.SUCCEEDED, None, succeeded=True)
+
+
+def test_a_claim_locks_only_what_it_leases(start_server: Start) -> None:
+    """A dispatcher's own deliveries in flight are never claimed again, even once their lease ran out, and
+    passing them over locks nothing more: rows a claim locks and leaves are rows other dispatchers skip."""
+    on_the_store_thread(start_server, claim_locks_what_it_leases)
+
+
+def claim_locks_what_it_leases(db: Any) -> None:
+    moment = time.time()
+    made = _webhooks("locks", {"busy": True}, moment)
+    _fill(made["busy"], 200, moment)
+    first = deliveries.claim("dispatcher", 60.0, Capacity(free=64, per_webhook=64, per_organization=128))
+    in_flight = {claim.row_id for claim in first}
+    lapsed = min(in_flight)
+    DeliveryRow.update(lease_expires=moment - 1).where(DeliveryRow.id == lapsed).execute()
+
+    busy = Capacity(free=8, per_webhook=72, per_organization=128, busy_webhooks={made["busy"]: 64})
+    again = {claim.row_id for claim in deliveries.claim("dispatcher", 60.0, busy, in_flight)}
+
+    assert len(again) == 8
+    assert not again & in_flight
+    if not db.__class__.__name__.startswith("Sqlite"):
+        # A row locked FOR UPDATE and left unchanged keeps the claim's transaction as its xmax.
+        [(left_locked,)] = db.execute_sql(
+            """SELECT COUNT(*) FROM delivery WHERE lease_owner IS NULL AND xmax <> '0'"""
+        ).fetchall()
+        assert left_locked == 0
