@@ -508,7 +508,7 @@ def _insert_attempts(outcomes: list[Outcome]) -> None:
     if isinstance(database.obj, peewee.SqliteDatabase):
         statements.execute_many(_INSERT_ATTEMPT, rows)
         return
-    for batch in peewee.chunked(rows, 500):
+    for batch in statements.batches(rows, 500):
         statements.execute(_POSTGRES_INSERT_ATTEMPTS, [list(column) for column in zip(*batch, strict=True)])
 
 
