@@ -440,7 +440,8 @@ def test_two_dispatchers_on_postgresql_keep_each_stacks_order(
         started.append(cluster.start_server(url, tmp_path, "--dispatch-concurrency", "0"))
         owners = {}
         for _ in range(2):
-            process, owner = cluster.start_dispatcher(url, tmp_path)
+            # One request out (and one held) each: neither can take every stack's turn, so both must work.
+            process, owner = cluster.start_dispatcher(url, tmp_path, "--webhook-concurrency", "1")
             started.append(process)
             owners[owner] = process
         watcher = threading.Thread(target=watch_sequences, daemon=True)
