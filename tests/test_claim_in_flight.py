@@ -7,55 +7,25 @@ import time
 from typing import Any
 
 import peewee
+import pytest
 
-from tests.support.running import RunningServer
+from tests.support.rows import on_the_store_thread, queue_deliveries, webhook_row
 from tests.support.statements import logged_by
 from webhook_service.domain.scheduling import Capacity
 from webhook_service.store import deliveries
-from webhook_service.store.models import DeliveryRow, SequenceLeaseRow, WebhookRow, database
+from webhook_service.store.models import DeliveryRow, SequenceLeaseRow, database
 
 Start = Any
 
 ROOM = Capacity(free=4, per_webhook=4, per_organization=64)
 
 
-def _on_store(start_server: Start, work: Any) -> None:
-    server: RunningServer = start_server(concurrency=0)  # the test claims by hand, on the server's store thread
-    store = server.server.store
-    assert store is not None
-    server.run(store.run(work))
-
-
-def _webhook_with_pending(count: int, ordering: str = "unordered") -> int:
-    """A webhook with `count` due deliveries, oldest first, each of a stack of its own."""
+def _queue(count: int, ordering: str = "unordered") -> None:
+    """A webhook with `count` due deliveries, each of a stack of its own."""
     moment = time.time()
-    webhook = WebhookRow.create(
-        organization="inflight",
-        webhook_id="hook",
-        display_name="hook",
-        payload_url="http://example.com/",
-        format="raw",
-        ordering=ordering,
-        create_time=moment,
-        update_time=moment,
-    ).id
-    DeliveryRow.insert_many(
-        [
-            {
-                "delivery_id": f"d{n}",
-                "webhook": webhook,
-                "kind": "stack_update",
-                "payload": b"{}",
-                "state": "pending",
-                "attempt_count": 0,
-                "next_attempt_time": moment - 100 + n,
-                "create_time": moment,
-                "sequence": f"website/stack-{n}" if ordering != "unordered" else "",
-            }
-            for n in range(count)
-        ]
-    ).execute()
-    return int(webhook)
+    webhook = webhook_row("inflight", "hook", moment, ordering=ordering)
+    each_a_stack = ordering != "unordered"
+    queue_deliveries(webhook, count, moment, lambda n: {"sequence": f"website/stack-{n}" if each_a_stack else ""})
 
 
 def _leases_run_out(row_ids: list[int]) -> None:
@@ -64,40 +34,27 @@ def _leases_run_out(row_ids: list[int]) -> None:
     SequenceLeaseRow.update(lease_expires=time.time() - 1).where(SequenceLeaseRow.delivery.in_(row_ids)).execute()
 
 
+@pytest.mark.parametrize("ordering", ["unordered", "per_stack"])
 def test_deliveries_in_flight_whose_lease_ran_out_are_not_taken_again_nor_take_others_room(
-    start_server: Start,
+    start_server: Start, ordering: str
 ) -> None:
-    def work() -> None:
-        _webhook_with_pending(12)
+    def work(_db: Any) -> None:
+        _queue(12, ordering)
         out = [claim.row_id for claim in deliveries.claim("me", 60.0, ROOM)]
+        assert len(out) == ROOM.free
         _leases_run_out(out)
 
         again = [claim.row_id for claim in deliveries.claim("me", 60.0, ROOM, frozenset(out))]
 
-        assert len(again) == 4
+        assert len(again) == ROOM.free
         assert not set(again) & set(out)
 
-    _on_store(start_server, work)
-
-
-def test_heads_in_flight_whose_lease_ran_out_are_not_taken_again_nor_take_others_room(start_server: Start) -> None:
-    def work() -> None:
-        _webhook_with_pending(12, ordering="per_stack")
-        out = [claim.row_id for claim in deliveries.claim("me", 60.0, ROOM)]
-        assert len(out) == 4
-        _leases_run_out(out)
-
-        again = [claim.row_id for claim in deliveries.claim("me", 60.0, ROOM, frozenset(out))]
-
-        assert len(again) == 4
-        assert not set(again) & set(out)
-
-    _on_store(start_server, work)
+    on_the_store_thread(start_server, work)
 
 
 def test_a_claim_reads_no_more_due_rows_than_it_may_take_while_leases_in_flight_hold(start_server: Start) -> None:
-    def work() -> None:
-        _webhook_with_pending(200)
+    def work(_db: Any) -> None:
+        _queue(200)
         out = [claim.row_id for claim in deliveries.claim("me", 60.0, Capacity(64, 64, 64))]
         assert len(out) == 64
 
@@ -106,7 +63,7 @@ def test_a_claim_reads_no_more_due_rows_than_it_may_take_while_leases_in_flight_
         # Asking for room beside all 64 in flight made every claim read 68 rows to take 4.
         assert _due_limits(logged) == [ROOM.free]
 
-    _on_store(start_server, work)
+    on_the_store_thread(start_server, work)
 
 
 def _due_limits(logged: list[Any]) -> list[int]:
@@ -118,5 +75,5 @@ def _due_limits(logged: list[Any]) -> list[int]:
         if isinstance(database.obj, peewee.SqliteDatabase):
             limits += params[3::4]  # (webhook, moment, moment, limit) per webhook
         else:
-            limits += params[1]  # (webhooks, limits, moment, moment)
+            limits += params[1]  # (webhooks, limits, moment, moment, in flight)
     return limits

@@ -16,12 +16,13 @@ import pytest
 from tests import seed
 from tests.helpers import get_delivery, make_webhook, publish, wait_for_delivery
 from tests.support.receiver import Receiver, Reply
+from tests.support.rows import on_the_store_thread, queue_deliveries, webhook_row
 from tests.support.running import BackgroundLoop, RunningServer
 from tests.support.waiting import eventually
 from webhook_service.domain.model import Attempt, DeliveryState
 from webhook_service.domain.scheduling import Capacity
 from webhook_service.store import deliveries
-from webhook_service.store.models import DeliveryRow, WebhookRow
+from webhook_service.store.models import DeliveryRow
 
 Start = Callable[..., RunningServer]
 HUNG_STACK = "organizations/hung/projects/p/stacks/s"
@@ -161,24 +162,6 @@ def test_a_store_stalled_past_the_lease_sends_nothing_twice(start_server: Start,
 PARKED = 20_000
 
 
-def _fill(webhook: int, count: int, moment: float) -> None:
-    rows = [
-        {
-            "delivery_id": f"{webhook}-{n}",
-            "webhook": webhook,
-            "kind": "stack_update",
-            "payload": b"{}",
-            "state": "pending",
-            "attempt_count": 0,
-            "next_attempt_time": moment - count + n,
-            "create_time": moment,
-        }
-        for n in range(count)
-    ]
-    for batch in range(0, count, 2000):
-        DeliveryRow.insert_many(rows[batch : batch + 2000]).execute()
-
-
 def _rows_read(db: Any) -> Callable[[Callable[[], object]], int]:
     """How much of the delivery table and its indexes a call reads: SQLite's virtual-machine steps, or
     PostgreSQL's count of rows and index entries returned within the transaction."""
@@ -223,36 +206,15 @@ def test_parked_work_is_never_walked_by_a_claim(start_server: Start) -> None:
     on_the_store_thread(start_server, claim_work_stays_flat)
 
 
-def on_the_store_thread(start_server: Start, work: Callable[[Any], None]) -> None:
-    """`work(db)` on the store thread of a server that sends nothing: the deliveries it makes stay pending, and
-    only what `work` claims is claimed."""
-    server = start_server(concurrency=0)
-    store = server.server.store
-    assert store is not None
-    server.run(store.run(work, store.db))
-
-
 def _webhooks(organization: str, active: dict[str, bool], moment: float) -> dict[str, int]:
     """Webhooks of `organization` by ID, active or not, as row IDs."""
-    return {
-        name: WebhookRow.create(
-            organization=organization,
-            webhook_id=name,
-            display_name=name,
-            payload_url="http://example.com/",
-            active=is_active,
-            format="raw",
-            create_time=moment,
-            update_time=moment,
-        ).id
-        for name, is_active in active.items()
-    }
+    return {name: webhook_row(organization, name, moment, active=is_active) for name, is_active in active.items()}
 
 
 def claim_work_stays_flat(db: Any) -> None:
     moment = time.time()
     made = _webhooks("parked", {"inactive": False, "saturated": True, "fresh": True}, moment)
-    _fill(made["fresh"], 50, moment)
+    queue_deliveries(made["fresh"], 50, moment)
     measure = _rows_read(db)
     capacity = Capacity(
         free=64,
@@ -267,8 +229,8 @@ def claim_work_stays_flat(db: Any) -> None:
 
     alone = measure(claim)
     deliveries.release("test", _pending_of(made["fresh"]))
-    _fill(made["inactive"], PARKED, moment)
-    _fill(made["saturated"], PARKED, moment)
+    queue_deliveries(made["inactive"], PARKED, moment)
+    queue_deliveries(made["saturated"], PARKED, moment)
     if not db.__class__.__name__.startswith("Sqlite"):
         db.execute_sql("ANALYZE delivery")
     beside_parked = measure(claim)
@@ -294,7 +256,7 @@ def test_parked_work_is_never_walked_when_a_dispatcher_gives_its_claims_back(sta
 def release_work_stays_flat(db: Any) -> None:
     moment = time.time()
     made = _webhooks("released", {"inactive": False, "fresh": True}, moment)
-    _fill(made["fresh"], 50, moment)
+    queue_deliveries(made["fresh"], 50, moment)
     measure = _rows_read(db)
     capacity = Capacity(free=16, per_webhook=16, per_organization=128)
 
@@ -308,7 +270,7 @@ def release_work_stays_flat(db: Any) -> None:
     assert held() == 16
     alone = measure(lambda: deliveries.release("stopping", first))
     assert held() == 0
-    _fill(made["inactive"], PARKED, moment)
+    queue_deliveries(made["inactive"], PARKED, moment)
     if not db.__class__.__name__.startswith("Sqlite"):
         db.execute_sql("ANALYZE delivery")
     again = claimed()
@@ -328,12 +290,12 @@ def test_parked_work_is_never_walked_by_the_backlog_gauge(start_server: Start) -
 def backlog_work_stays_flat(db: Any) -> None:
     moment = time.time()
     made = _webhooks("gauged", {"inactive": False, "fresh": True}, moment)
-    _fill(made["fresh"], 50, moment)
+    queue_deliveries(made["fresh"], 50, moment)
     measure = _rows_read(db)
     alone = measure(deliveries.backlog)
     # Parked rows created earlier, with lower IDs: a MIN(id) found through the primary key would meet them first.
     DeliveryRow.update(id=DeliveryRow.id + 10 * PARKED).where(DeliveryRow.webhook == made["fresh"]).execute()
-    _fill(made["inactive"], PARKED, moment - 60)
+    queue_deliveries(made["inactive"], PARKED, moment - 60)
     if not db.__class__.__name__.startswith("Sqlite"):
         db.execute_sql("ANALYZE delivery")
     beside_parked = measure(deliveries.backlog)
@@ -356,7 +318,7 @@ def test_sent_deliveries_are_never_walked_by_a_claim(start_server: Start) -> Non
 def sent_work_stays_flat(db: Any) -> None:
     moment = time.time()
     made = _webhooks("sent", {"drained": True}, moment)
-    _fill(made["drained"], SENT, moment)
+    queue_deliveries(made["drained"], SENT, moment)
     if not db.__class__.__name__.startswith("Sqlite"):
         db.execute_sql("ANALYZE delivery")
     measure = _rows_read(db)
@@ -399,7 +361,7 @@ def test_a_claim_locks_only_what_it_leases(start_server: Start) -> None:
 def claim_locks_what_it_leases(db: Any) -> None:
     moment = time.time()
     made = _webhooks("locks", {"busy": True}, moment)
-    _fill(made["busy"], 200, moment)
+    queue_deliveries(made["busy"], 200, moment)
     first = deliveries.claim("dispatcher", 60.0, Capacity(free=64, per_webhook=64, per_organization=128))
     in_flight = {claim.row_id for claim in first}
     lapsed = min(in_flight)

@@ -7,51 +7,26 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from tests.support.running import RunningServer
+from tests.support.rows import on_the_store_thread, queue_deliveries, webhook_row
 from tests.support.statements import statements_of
 from webhook_service.domain.model import Attempt, DeliveryState
 from webhook_service.domain.scheduling import Capacity
 from webhook_service.store import deliveries
 from webhook_service.store.deliveries import Outcome
-from webhook_service.store.models import DeliveryRow, WebhookRow
+from webhook_service.store.models import DeliveryRow
 
 Start = Any
 
 
 def test_a_flush_of_mixed_outcomes_is_one_update_and_a_stale_claim_is_still_dropped(start_server: Start) -> None:
-    server: RunningServer = start_server(concurrency=0)  # the test claims by hand, on the server's store thread
-    store = server.server.store
-    assert store is not None
-    server.run(store.run(_record_mixed))
+    on_the_store_thread(start_server, _record_mixed)
 
 
-def _record_mixed() -> None:
+def _record_mixed(_db: Any) -> None:
     moment = time.time()
-    webhook = WebhookRow.create(
-        organization="batches",
-        webhook_id="hook",
-        display_name="hook",
-        payload_url="http://example.com/",
-        format="raw",
-        create_time=moment,
-        update_time=moment,
-    ).id
-    DeliveryRow.insert_many(
-        [
-            {
-                "delivery_id": f"d{n}",
-                "webhook": webhook,
-                "kind": "stack_update",
-                "payload": b"{}",
-                "state": "pending",
-                # Earlier attempts differ, so no two outcomes share a statement by their values.
-                "attempt_count": n % 3,
-                "next_attempt_time": moment - 1,
-                "create_time": moment,
-            }
-            for n in range(12)
-        ]
-    ).execute()
+    webhook = webhook_row("batches", "hook", moment)
+    # Earlier attempts differ, so no two outcomes share a statement by their values.
+    queue_deliveries(webhook, 12, moment, lambda n: {"attempt_count": n % 3})
     claims = deliveries.claim("batcher", 60.0, Capacity(free=64, per_webhook=64, per_organization=64))
     assert len(claims) == 12
     # One claim went stale: its row moved on (another dispatcher took it after its lease ran out).
