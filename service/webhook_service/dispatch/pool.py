@@ -67,8 +67,7 @@ class Dispatcher:
         self._tasks: dict[int, asyncio.Task[None]] = {}
         # Out and held, per webhook and organization: what claims are bounded by.
         self._busy: Counter[int] = Counter()
-        # Requests out per webhook, and the claims each webhook holds for its next free slots.
-        self._out: Counter[int] = Counter()
+        # The claims each webhook holds for its next free slots; the rest of its busy ones are out.
         self._held: dict[int, deque[Claim]] = {}
         self._held_count = 0
         self._busy_organizations: Counter[str] = Counter()
@@ -184,13 +183,13 @@ class Dispatcher:
                     self._claim_failed(error)
                 self._claimed.update(claim.row_id for claim in claimed)
                 for claim in claimed:
-                    self._busy[claim.webhook_row] += 1
-                    self._busy_organizations[claim.organization] += 1
-                    if self._out[claim.webhook_row] < settings.per_webhook:
+                    if self._out(claim.webhook_row) < settings.per_webhook:
                         self._start(claim)
                     else:
                         self._held.setdefault(claim.webhook_row, deque()).append(claim)
                         self._held_count += 1
+                    self._busy[claim.webhook_row] += 1
+                    self._busy_organizations[claim.organization] += 1
                 # The bounds that held this claim back: completions under them are worth a new claim. Judged by
                 # what was in flight when the claim was made: requests that ended meanwhile did not make room
                 # the claim could have taken, and a webhook judged by what is left would wait for the next poll.
@@ -224,8 +223,10 @@ class Dispatcher:
     def _free(self) -> int:
         return self.settings.concurrency - len(self._tasks) - self._held_count
 
+    def _out(self, webhook: int) -> int:
+        return self._busy[webhook] - len(self._held.get(webhook, ()))
+
     def _start(self, claim: Claim) -> None:
-        self._out[claim.webhook_row] += 1
         self._tasks[claim.row_id] = asyncio.create_task(self._deliver(claim))
 
     def _start_held(self, webhook: int) -> None:
@@ -252,7 +253,6 @@ class Dispatcher:
                 )
         finally:
             del self._tasks[claim.row_id]
-            _release_slot(self._out, claim.webhook_row)
             self._start_held(claim.webhook_row)
             left = _release_slot(self._busy, claim.webhook_row)
             left_in_organization = _release_slot(self._busy_organizations, claim.organization)
