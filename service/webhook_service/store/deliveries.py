@@ -453,15 +453,19 @@ def _ended(attempt: Attempt) -> float:
     return attempt.start_time.timestamp() + attempt.duration
 
 
+# The most outcomes of a flush one statement writes.
+_OUTCOMES_PER_STATEMENT = 500
+
+
 def _close_attempts(outcomes: list[Outcome]) -> list[Outcome]:
-    """Writes each delivery's new state, in one statement for every 500 outcomes; returns the outcomes that
-    count.
+    """Writes each delivery's new state, in one statement for every _OUTCOMES_PER_STATEMENT outcomes; returns
+    the outcomes that count.
 
     An outcome counts only while its row still holds the claim's lease, attempt count and state: one
     whose lease ran out and went to another dispatcher, or that another attempt overtook, is dropped.
     """
     kept: list[Outcome] = []
-    for batch in statements.batches(outcomes, 500):
+    for batch in statements.batches(outcomes, _OUTCOMES_PER_STATEMENT):
         rows = [
             (o.claim.row_id, o.state.value, o.next_attempt_time, o.claim.attempt_count, o.claim.state, o.claim.lease)
             for o in batch
@@ -469,7 +473,7 @@ def _close_attempts(outcomes: list[Outcome]) -> list[Outcome]:
         if isinstance(database.obj, peewee.SqliteDatabase):
             found = statements.execute(_SQLITE_CLOSE, (json.dumps(rows),))
         else:
-            found = statements.execute(_POSTGRES_CLOSE, [list(column) for column in zip(*rows, strict=True)])
+            found = statements.execute(_POSTGRES_CLOSE, statements.arrays(rows))
         updated = {row_id for (row_id,) in found.fetchall()}
         kept += [o for o in batch if o.claim.row_id in updated]
     return kept
@@ -503,13 +507,13 @@ _POSTGRES_INSERT_ATTEMPTS = (
 
 def _insert_attempts(outcomes: list[Outcome]) -> None:
     """SQLite runs one prepared INSERT for every attempt: building a statement per row costs more than sending
-    it. PostgreSQL takes every 500 in one."""
+    it. PostgreSQL takes every _OUTCOMES_PER_STATEMENT in one."""
     rows = [_attempt_values(outcome) for outcome in outcomes]
     if isinstance(database.obj, peewee.SqliteDatabase):
         statements.execute_many(_INSERT_ATTEMPT, rows)
         return
-    for batch in statements.batches(rows, 500):
-        statements.execute(_POSTGRES_INSERT_ATTEMPTS, [list(column) for column in zip(*batch, strict=True)])
+    for batch in statements.batches(rows, _OUTCOMES_PER_STATEMENT):
+        statements.execute(_POSTGRES_INSERT_ATTEMPTS, statements.arrays(batch))
 
 
 def _fixed(reason: str) -> Callable[[datetime], str]:

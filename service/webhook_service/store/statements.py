@@ -39,6 +39,12 @@ def batches(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
         yield items[start : start + size]
 
 
+def arrays(rows: Sequence[Sequence[Any]]) -> list[list[Any]]:
+    """`rows` as one list a column: PostgreSQL takes a batch of rows as arrays to unnest, one parameter a column,
+    so the statement is parsed and planned once for all of them."""
+    return [list(column) for column in zip(*rows, strict=True)]
+
+
 def any_of(values: Sequence[Any]) -> tuple[str, Any]:
     """What follows a column to match any of `values`, and its one parameter: the statement's text stays the
     same whatever their number, so it is prepared once."""
