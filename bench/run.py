@@ -1,7 +1,8 @@
 """The phases of `make bench` and the table they end with.
 
-Once: the ceiling, a bare aiohttp loop posting the service's signed body to the receiver. Then, for each mode
-of `--modes`:
+Once: the ceiling, a bare aiohttp loop posting the service's signed body to the receiver; and, before the
+live phase, the gRPC floor, the live phase's publisher against a server that answers at once (bench/floor.py).
+Then, for each mode of `--modes`:
 
 1. drain: deliveries queued in the database before the service starts, delivered by its dispatcher(s);
 2. live: events published over gRPC as fast as the service takes them, with one webhook per event, then ten;
@@ -37,12 +38,13 @@ from types import FrameType
 from typing import Any
 
 from bench.ceiling import post_loop
+from bench.floor import Floor, measure_floor
 from bench.live import Published, create_webhooks, publish_burst, publish_paced
 from bench.postgres import PostgresServer
 from bench.prefill import activate, prefill, sample_event
 from bench.receiver import ReceiverProcess
 from bench.report import Heading, Row, percentile, table
-from bench.service import Deployment, Memory, PerProcess, Topology
+from bench.service import Deployment, Memory, PerProcess, Topology, cpu_seconds
 from webhook_service.domain.model import WebhookFormat
 from webhook_service.domain.payloads import event_kind, render_event
 
@@ -258,6 +260,7 @@ class CpuUse:
 class Ceiling:
     rate: float
     cpu_us: float  # CPU microseconds the loop spends per post
+    receiver_us: float  # and the receiver
 
 
 class ModeRun:
@@ -271,6 +274,7 @@ class ModeRun:
         receiver: ReceiverProcess,
         folder: str,
         ceiling: Ceiling,
+        floor: Floor | None,
         server: PostgresServer | None,
     ) -> None:
         assert (server is not None) == mode.postgresql
@@ -280,6 +284,7 @@ class ModeRun:
         self.receiver = receiver
         self.folder = folder
         self.ceiling = ceiling
+        self.floor = floor
         self.server = server
         self.tag = f"{mode.name}: " if mode.postgresql else ""
 
@@ -357,20 +362,30 @@ def measure_ceiling(receiver: ReceiverProcess, args: argparse.Namespace) -> Ceil
     rounds = []
     for _ in range(args.ceiling_rounds):
         receiver.reset()
+        received = cpu_seconds(receiver.process.pid)
         posted, seconds, cpu = asyncio.run(
             post_loop(receiver.url, body, kind, SECRET, args.ceiling_posts, args.concurrency)
         )
         arrived = receiver.count()
+        received = cpu_seconds(receiver.process.pid) - received
         if arrived != args.ceiling_posts or posted != args.ceiling_posts:
             say(f"ceiling: {posted} posts answered 200 and {arrived} arrived, of {args.ceiling_posts}")
-        rounds.append(Ceiling(posted / seconds, cpu / posted * 1e6))
+        rounds.append(Ceiling(posted / seconds, cpu / posted * 1e6, received / max(1, arrived) * 1e6))
     rounds.sort(key=lambda r: r.rate)
     median = rounds[len(rounds) // 2]
     say(
         f"ceiling: rounds of {args.ceiling_posts:,} posts at {', '.join(f'{r.rate:,.0f}' for r in rounds)}/s; "
-        f"median {median.rate:,.0f}/s, {median.cpu_us:.0f} us CPU per post"
+        f"median {median.rate:,.0f}/s, {median.cpu_us:.0f} us CPU per post, the receiver {median.receiver_us:.0f}"
     )
     return median
+
+
+def floor_row(floor: Floor, args: argparse.Namespace) -> Row:
+    return Row(
+        "gRPC floor: PublishEvent answered at once",
+        f"{floor.rate:,.0f} calls/s; CPU per call: server {floor.server_us:.0f} us, publisher {floor.publisher_us:.0f}",
+        f"{args.publishers} in flight",
+    )
 
 
 @dataclass(frozen=True)
@@ -630,6 +645,30 @@ def live_rows(run: ModeRun, label: str, figures: LiveFigures, target: float, cpu
     return rows
 
 
+def live_bounds(run: ModeRun, drain: Drain) -> list[Row]:
+    """What live publishing to one webhook could reach if the service did nothing for an event beyond gRPC's
+    own work: every delivery still costs a PublishEvent call on both sides (the floor), a post to the receiver,
+    and its dispatch (with PostgreSQL's share) at least as much as in the drain to one webhook."""
+    floor, ceiling = run.floor, run.ceiling
+    if floor is None:
+        return []
+    least = floor.server_us + drain.cpu.service_us
+    dispatch = drain.cpu.service_us + drain.cpu.database
+    cpus = os.cpu_count() or 1
+    spent = floor.server_us + floor.publisher_us + ceiling.receiver_us + dispatch
+    most = cpus * 1e6 / spent
+    return [
+        Row(
+            "live 1 webhook: service CPU per delivery, with no work per event",
+            f"{least:.0f} us at least (gRPC floor {floor.server_us:.0f} + drain {drain.cpu.service_us:.0f})",
+        ),
+        Row(
+            "live 1 webhook: deliveries completed, with no work per event",
+            f"{most:,.0f}/s = {most / ceiling.rate:.2f} x ceiling at most ({cpus} CPUs / {spent:.0f} us)",
+        ),
+    ]
+
+
 def problems(label: str, figures: LiveFigures) -> list[Row]:
     if figures.received == figures.deliveries and not figures.failures and not figures.duplicates:
         return []
@@ -711,6 +750,8 @@ def run_mode(run: ModeRun, phases: set[str]) -> ModeResult:
     if "live" in phases:
         live = result.live = measure_live(run)
         rows += live_rows(run, "live 1 webhook", live.one, LIVE_TARGETS[1], PUBLISH_CPU_TARGET_US)
+        if 1 in result.drains:
+            rows += live_bounds(run, result.drains[1])
         rows += live_rows(run, "live 10 webhooks", live.ten, LIVE_TARGETS[10], None)
         peaks.append(("live", live.peak_rss))
     if "paced" in phases:
@@ -832,7 +873,8 @@ def scaling_rows(results: Sequence[tuple[Mode, ModeResult]]) -> list[Row | Headi
                     Row(
                         f"scaling, {label}",
                         f"{more.rate:,.0f}/s / {was.rate:,.0f}/s = {more.rate / was.rate:.2f} x "
-                        f"({more.machine_busy:.1f} vs {was.machine_busy:.1f} CPUs busy)",
+                        f"({more.machine_busy:.1f} vs {was.machine_busy:.1f} CPUs busy; at most "
+                        f"{cpus / was.machine_busy:.2f} x at the same CPU per delivery)",
                         f">= {SCALING_TARGET:g} x" if target else "",
                         more.rate / was.rate >= SCALING_TARGET if target else None,
                     )
@@ -870,12 +912,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             rows.append(
                 Row(
                     "ceiling: bare aiohttp loop",
-                    f"{ceiling.rate:,.0f} posts/s, {ceiling.cpu_us:.0f} us CPU/post",
+                    f"{ceiling.rate:,.0f} posts/s; CPU per post: loop {ceiling.cpu_us:.0f} us, "
+                    f"receiver {ceiling.receiver_us:.0f}",
                     f"{args.concurrency} in flight",
                 )
             )
+            floor = measure_floor(args.events_one, args.publishers) if "live" in phases else None
+            if floor is not None:
+                say(f"gRPC floor: {floor.rate:,.0f} calls/s, {floor.server_us:.0f} us server CPU per call")
+                rows.append(floor_row(floor, args))
             for mode in modes:
-                run = ModeRun(mode, args, receiver, folder, ceiling, server if mode.postgresql else None)
+                run = ModeRun(mode, args, receiver, folder, ceiling, floor, server if mode.postgresql else None)
                 result = run_mode(run, phases)
                 results.append((mode, result))
                 rows += result.rows
