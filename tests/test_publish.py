@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import itertools
 import json
+import re
+import time
 from typing import Any
 
 import grpc
@@ -144,6 +147,23 @@ def test_an_event_nobody_wants_is_still_accepted(client: Client, org: str) -> No
     published = publish(client, seed.update_event(stack=stack_of(org)))
     assert published.event_id
     assert list(published.deliveries) == []
+
+
+def test_ids_drawn_later_sort_later(client: Client, receiver: Receiver, org: str) -> None:
+    """Event and delivery IDs start with the time they were drawn, so the store adds each at the end of its
+    index; they stay 24 hex digits."""
+    for number in range(2):
+        make_webhook(client, f"organizations/{org}", receiver.url(f"/sorted/{org}/{number}"))
+    ids: list[tuple[str, str, str]] = []
+    for _ in range(3):
+        published = publish(client, seed.update_event(stack=stack_of(org)))
+        first, second = sorted(delivery_id(name) for name in published.deliveries)
+        ids.append((published.event_id, first, second))
+        time.sleep(0.002)  # the next publish draws its IDs in a later millisecond
+    for drawn in ids:
+        assert all(re.fullmatch("[0-9a-f]{24}", one) for one in drawn), drawn
+    for earlier, later in itertools.pairwise(ids):
+        assert max(earlier) < min(later), ids
 
 
 def test_request_id_makes_publishing_idempotent(client: Client, receiver: Receiver, org: str) -> None:
