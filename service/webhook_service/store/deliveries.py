@@ -425,6 +425,8 @@ def record(
     """
     if not outcomes:
         return []
+    # Made before the transaction, as encoding the headers needs no lock, and other writers wait for this one.
+    attempts = {id(outcome): _attempt_values(outcome) for outcome in outcomes}
     with transaction():
         moment = now()
         health.lock(o.claim.webhook_row for o in outcomes if o.queued)
@@ -432,7 +434,7 @@ def record(
         # After the deliveries' rows, which a claim on PostgreSQL may be holding while it takes sequences.
         _end_turns([o.claim for o in outcomes if o.claim.sequence])
         if kept:
-            _insert_attempts(kept)
+            _insert_attempts([attempts[id(outcome)] for outcome in kept])
             notify.announce_attempts([(o.claim.row_id, o.claim.attempt_count + 1) for o in kept])
         queued = [o for o in kept if o.queued]
         if queued:
@@ -505,10 +507,9 @@ _POSTGRES_INSERT_ATTEMPTS = (
 )
 
 
-def _insert_attempts(outcomes: list[Outcome]) -> None:
+def _insert_attempts(rows: list[tuple[object, ...]]) -> None:
     """SQLite runs one prepared INSERT for every attempt: building a statement per row costs more than sending
     it. PostgreSQL takes every _OUTCOMES_PER_STATEMENT in one."""
-    rows = [_attempt_values(outcome) for outcome in outcomes]
     if isinstance(database.obj, peewee.SqliteDatabase):
         statements.execute_many(_INSERT_ATTEMPT, rows)
         return
