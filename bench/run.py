@@ -873,8 +873,7 @@ def scaling_rows(results: Sequence[tuple[Mode, ModeResult]]) -> list[Row | Headi
                     Row(
                         f"scaling, {label}",
                         f"{more.rate:,.0f}/s / {was.rate:,.0f}/s = {more.rate / was.rate:.2f} x "
-                        f"({more.machine_busy:.1f} vs {was.machine_busy:.1f} CPUs busy; at most "
-                        f"{cpus / was.machine_busy:.2f} x at the same CPU per delivery)",
+                        f"({more.machine_busy:.1f} vs {was.machine_busy:.1f} CPUs busy)",
                         f">= {SCALING_TARGET:g} x" if target else "",
                         more.rate / was.rate >= SCALING_TARGET if target else None,
                     )
