@@ -23,6 +23,7 @@ from webhook_service.domain.admission import Gate
 from webhook_service.domain.errors import Reason, Unavailable
 from webhook_service.files import create_private
 from webhook_service.store import secrets, writers
+from webhook_service.store.checkpoints import Checkpointer
 from webhook_service.store.models import bind_thread, bound_to, database
 from webhook_service.store.schema import migrate
 from webhook_service.store.secrets import SecretBox
@@ -43,12 +44,14 @@ Item = TypeVar("Item")
 # WAL lets readers run beside the one writer; NORMAL sync keeps every commit
 # through a process crash (only an OS crash can lose the last transactions).
 # secure_delete zeroes what a row leaves behind, so a replaced secret does not linger in free pages.
+# No commit checkpoints the log: a store's thread does (checkpoints.py).
 SQLITE_PRAGMAS: dict[str, Any] = {
     "journal_mode": "wal",
     "busy_timeout": 10_000,
     "foreign_keys": 1,
     "synchronous": "normal",
     "secure_delete": 1,
+    "wal_autocheckpoint": 0,
 }
 
 
@@ -265,8 +268,14 @@ class Executor:
     """
 
     def __init__(
-        self, db: peewee.Database, threads: int, box: SecretBox, availability: Availability | None = None
+        self,
+        db: peewee.Database,
+        threads: int,
+        box: SecretBox,
+        availability: Availability | None = None,
+        checkpoints: bool = True,
     ) -> None:
+        """With `checkpoints`, and a SQLite file, the store checkpoints its write-ahead log as well."""
         self.db = db
         self.box = box
         self.availability = availability or Availability()
@@ -278,6 +287,8 @@ class Executor:
             max_workers=threads, thread_name_prefix="store", initializer=self._bind_thread, initargs=(db, box)
         )
         self._api_calls = Gate(threads * API_CALLS_PER_CONNECTION, "the database")
+        sqlite_file = isinstance(db, peewee.SqliteDatabase) and db.database != ":memory:"
+        self._checkpoints = Checkpointer(db.database) if checkpoints and sqlite_file else None
 
     def _bind_thread(self, db: peewee.Database, box: SecretBox) -> None:
         """Runs first on each new query thread."""
@@ -308,8 +319,8 @@ class Executor:
 
     def sibling(self, threads: int) -> Executor:
         """Another executor with `threads` connections of their own to the same database, with the same key,
-        whose queries tell the same Availability."""
-        return Executor(self.db, threads, self.box, self.availability)
+        whose queries tell the same Availability. This one checkpoints the database for both."""
+        return Executor(self.db, threads, self.box, self.availability, checkpoints=False)
 
     async def admit(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """`run` for a caller of the API, refused with ResourceExhausted when the store already holds
@@ -358,7 +369,7 @@ class Executor:
                 self.db.close()
 
     def close(self) -> None:
-        """Closes each query thread's connection on its thread, then ends the threads.
+        """Closes each query thread's connection on its thread, then ends the threads and the checkpoints.
 
         Left to the threads' end, a SQLite connection would stay open until the cyclic garbage collector ran (it
         refers to itself through its statement cache), and with it the database's write-ahead log.
@@ -370,6 +381,8 @@ class Executor:
             with contextlib.suppress(RuntimeError):  # a pool already shut down or broken: nothing to close on
                 wait([self._pool.submit(_close_connection, self.db, closed) for _ in range(threads)])
         self._pool.shutdown(wait=True)
+        if self._checkpoints is not None:
+            self._checkpoints.close()
 
 
 class Group(Generic[Item, T]):
