@@ -10,22 +10,17 @@ bounds what the live phase can reach on this machine whatever the service does w
 from __future__ import annotations
 
 import asyncio
-import re
-import signal
-import subprocess
-import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import grpc
 import uvloop
 
+from bench.child import Child, until_signalled
 from bench.live import publish_burst
 from bench.service import cpu_seconds
 from webhooks.v1 import event_service_pb2
 
-LISTENING = re.compile(r"floor listening on (\S+):(\d+)")
 WARM_UP_CALLS = 1_000
 
 
@@ -51,11 +46,7 @@ async def serve() -> None:
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     print(f"floor listening on 127.0.0.1:{port}", flush=True)
-    stopping = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stopping.set)
-    await stopping.wait()
+    await until_signalled()
     await server.stop(None)
 
 
@@ -68,31 +59,20 @@ class Floor:
 
 def measure_floor(calls: int, concurrency: int) -> Floor:
     """A warm-up, then `calls` PublishEvent calls with `concurrency` in flight."""
-    root = Path(__file__).resolve().parents[1]
-    process = subprocess.Popen([sys.executable, "-m", "bench.floor"], cwd=root, stdout=subprocess.PIPE, text=True)
+    child = Child("bench.floor")
+    target = child.address
     try:
-        assert process.stdout is not None
-        line = process.stdout.readline()
-        match = LISTENING.search(line)
-        if match is None:
-            raise RuntimeError(f"the floor server did not start: {line!r}")
-        target = f"{match[1]}:{match[2]}"
         asyncio.run(publish_burst(target, (), "floor", WARM_UP_CALLS, concurrency))
-        server, publisher, wall = cpu_seconds(process.pid), time.process_time(), time.perf_counter()
+        server, publisher, wall = cpu_seconds(child.pid), time.process_time(), time.perf_counter()
         published = asyncio.run(publish_burst(target, (), "floor", calls, concurrency))
         wall = time.perf_counter() - wall
         publisher = time.process_time() - publisher
-        server = cpu_seconds(process.pid) - server
+        server = cpu_seconds(child.pid) - server
         if published.events != calls:
             raise RuntimeError(f"the floor server answered {published.events} of {calls} calls")
         return Floor(calls / wall, server / calls * 1e6, publisher / calls * 1e6)
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
+        child.close()
 
 
 if __name__ == "__main__":

@@ -9,21 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
-import signal
 import socket
-import subprocess
-import sys
 import time
 import urllib.request
 from dataclasses import dataclass
-from pathlib import Path
 
 from aiohttp import web
 
+from bench.child import Child, until_signalled
+
 HOOK_PATH = "/hook"
 ID_HEADER = "Pulumi-Webhook-ID"
-LISTENING = re.compile(r"receiver listening on (\S+):(\d+)")
 
 
 class Recorder:
@@ -66,11 +62,7 @@ async def serve() -> None:
     port = listener.getsockname()[1]
     await web.SockSite(runner, listener, backlog=1024).start()
     print(f"receiver listening on 127.0.0.1:{port}", flush=True)
-    stopping = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stopping.set)
-    await stopping.wait()
+    await until_signalled()
     await runner.cleanup()
 
 
@@ -82,19 +74,10 @@ class Receipts:
     times: list[float]
 
 
-class ReceiverProcess:
+class ReceiverProcess(Child):
     def __init__(self) -> None:
-        root = Path(__file__).resolve().parents[1]
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "bench.receiver"], cwd=root, stdout=subprocess.PIPE, text=True
-        )
-        assert self.process.stdout is not None
-        line = self.process.stdout.readline()
-        match = LISTENING.search(line)
-        if match is None:
-            self.process.kill()
-            raise RuntimeError(f"the receiver did not start: {line!r}")
-        self.base = f"http://127.0.0.1:{match[2]}"
+        super().__init__("bench.receiver")
+        self.base = f"http://{self.address}"
         self.url = self.base + HOOK_PATH
 
     def _call(self, path: str, method: str = "GET") -> bytes:
@@ -121,14 +104,6 @@ class ReceiverProcess:
             time.sleep(0.05)
             seen = self.count()
         return seen
-
-    def close(self) -> None:
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(10)
 
 
 if __name__ == "__main__":

@@ -362,12 +362,12 @@ def measure_ceiling(receiver: ReceiverProcess, args: argparse.Namespace) -> Ceil
     rounds = []
     for _ in range(args.ceiling_rounds):
         receiver.reset()
-        received = cpu_seconds(receiver.process.pid)
+        received = cpu_seconds(receiver.pid)
         posted, seconds, cpu = asyncio.run(
             post_loop(receiver.url, body, kind, SECRET, args.ceiling_posts, args.concurrency)
         )
         arrived = receiver.count()
-        received = cpu_seconds(receiver.process.pid) - received
+        received = cpu_seconds(receiver.pid) - received
         if arrived != args.ceiling_posts or posted != args.ceiling_posts:
             say(f"ceiling: {posted} posts answered 200 and {arrived} arrived, of {args.ceiling_posts}")
         rounds.append(Ceiling(posted / seconds, cpu / posted * 1e6, received / max(1, arrived) * 1e6))
