@@ -7,7 +7,6 @@ import statistics
 import threading
 import time
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
 from typing import Any
 
 import psycopg2
@@ -16,10 +15,9 @@ import pytest
 from tests import seed
 from tests.helpers import get_delivery, make_webhook, publish, wait_for_delivery
 from tests.support.receiver import Receiver, Reply
-from tests.support.rows import on_the_store_thread, queue_deliveries, webhook_row
+from tests.support.rows import on_the_store_thread, outcome_of, queue_deliveries, webhook_row
 from tests.support.running import BackgroundLoop, RunningServer
 from tests.support.waiting import eventually
-from webhook_service.domain.model import Attempt, DeliveryState
 from webhook_service.domain.scheduling import Capacity
 from webhook_service.store import deliveries
 from webhook_service.store.models import DeliveryRow
@@ -331,25 +329,13 @@ def sent_work_stays_flat(db: Any) -> None:
     # Sent as a dispatcher sends them, a claim and its outcomes at a time, which places the rows' new versions
     # where the old ones were.
     for _ in range(SENT // 16 - 3):
-        deliveries.record([_success(c) for c in claim()])
+        deliveries.record([outcome_of(c) for c in claim()])
     left = SENT % 16 + 48
     after_sent = measure(lambda: deliveries.release("test", [c.row_id for c in claim()]))
 
     assert DeliveryRow.select().where(DeliveryRow.state == "pending").count() == left
     print(f"claim work: {alone} with {SENT} pending, {after_sent} with {left} left of them")
     assert after_sent < 2 * alone + 200
-
-
-def _success(claim: deliveries.Claim) -> deliveries.Outcome:
-    attempt = Attempt(
-        number=claim.attempt_count + 1,
-        start_time=datetime.now(UTC),
-        request_url="http://example.com/",
-        request_headers={},
-        response_code=200,
-        duration=0.01,
-    )
-    return deliveries.Outcome(claim, attempt, DeliveryState.SUCCEEDED, None, succeeded=True)
 
 
 def test_a_claim_locks_only_what_it_leases(start_server: Start) -> None:

@@ -4,15 +4,12 @@ their outcomes, retry times and attempt counts, each still fenced by its own cla
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
 from typing import Any
 
-from tests.support.rows import on_the_store_thread, queue_deliveries, webhook_row
+from tests.support.rows import on_the_store_thread, outcome_of, queue_deliveries, webhook_row
 from tests.support.statements import statements_of
-from webhook_service.domain.model import Attempt, DeliveryState
 from webhook_service.domain.scheduling import Capacity
 from webhook_service.store import deliveries
-from webhook_service.store.deliveries import Outcome
 from webhook_service.store.models import DeliveryRow
 
 Start = Any
@@ -33,27 +30,8 @@ def _record_mixed(_db: Any) -> None:
     stale = claims[0]
     DeliveryRow.update(lease_owner="someone-else").where(DeliveryRow.id == stale.row_id).execute()
 
-    outcomes = []
-    for n, claim in enumerate(claims):
-        failed = n % 2 == 1
-        attempt = Attempt(
-            number=claim.attempt_count + 1,
-            start_time=datetime.now(UTC),
-            request_url="http://example.com/",
-            request_headers={},
-            response_code=500 if failed else 200,
-            duration=0.01,
-        )
-        outcomes.append(
-            Outcome(
-                claim=claim,
-                attempt=attempt,
-                state=DeliveryState.PENDING if failed else DeliveryState.SUCCEEDED,
-                # Every failure its own retry time, as jittered schedules give.
-                next_attempt_time=moment + 60 + n if failed else None,
-                succeeded=not failed,
-            )
-        )
+    # Every other one failed, each failure with its own retry time, as jittered schedules give.
+    outcomes = [outcome_of(claim, moment + 60 + n if n % 2 == 1 else None) for n, claim in enumerate(claims)]
 
     ran = statements_of(lambda: deliveries.record(outcomes))
 

@@ -1,12 +1,16 @@
 """Webhooks and queued deliveries written straight into the store's tables, for tests that claim by hand on a
-server's store thread: what publishes would leave, made in one statement per 2,000 rows."""
+server's store thread: what publishes would leave, made in one statement per 2,000 rows; and the outcomes
+such tests record, as a dispatcher would."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from tests.support.running import RunningServer
+from webhook_service.domain.model import Attempt, DeliveryState
+from webhook_service.store.deliveries import Claim, Outcome
 from webhook_service.store.models import DeliveryRow, WebhookRow
 
 
@@ -56,3 +60,23 @@ def queue_deliveries(
     ]
     for batch in range(0, count, 2000):
         DeliveryRow.insert_many(rows[batch : batch + 2000]).execute()
+
+
+def outcome_of(claim: Claim, retry_at: float | None = None) -> Outcome:
+    """What a dispatcher records for `claim`'s attempt: a 200, or with `retry_at` a 500, to be tried again then."""
+    failed = retry_at is not None
+    attempt = Attempt(
+        number=claim.attempt_count + 1,
+        start_time=datetime.now(UTC),
+        request_url="http://example.com/",
+        request_headers={},
+        response_code=500 if failed else 200,
+        duration=0.01,
+    )
+    return Outcome(
+        claim=claim,
+        attempt=attempt,
+        state=DeliveryState.PENDING if failed else DeliveryState.SUCCEEDED,
+        next_attempt_time=retry_at,
+        succeeded=not failed,
+    )
