@@ -33,7 +33,7 @@ class Checkpointer:
         self._thread.start()
 
     def _run(self) -> None:
-        connection = sqlite3.connect(self._path, check_same_thread=False)
+        connection = sqlite3.connect(self._path)
         try:
             while not self._stop.wait(CHECKPOINT_SECONDS):
                 try:
